@@ -1,0 +1,1 @@
+"""Faust agents (thin: they hand micro-batches to :mod:`app.processor`)."""

@@ -1,0 +1,100 @@
+"""The app factory: one Faust app with its topics, table, agent, web views and metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from app.metrics import Metrics
+from app.model_store import load_bundle, newest_version
+from app.processor import TickProcessor
+from app.settings import Settings
+from models.ensemble import ModelBundle
+from models.pipeline import Pipeline, PipelineConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_models(settings: Settings) -> ModelBundle | None:
+    """The pinned or newest verified model; None (statistical layer only) when none is trained.
+
+    A pinned version that is missing or fails verification is an error: the operator asked
+    for it. With no pin and no artifact the worker runs on the statistical layer and says so.
+    """
+    if settings.model_version is None and newest_version(settings.model_dir) is None:
+        logger.warning(
+            "no trained model in %s: scoring with the statistical layer only (run `cryptotrace train`)",
+            settings.model_dir,
+        )
+        return None
+    bundle = load_bundle(settings.model_dir, settings.model_version)
+    logger.info("loaded model %s from %s", bundle.version, settings.model_dir)
+    return bundle
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(alert_threshold=settings.alert_threshold, cooldown_s=settings.cooldown_s)
+
+
+def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "broker": broker_url,
+        "store": settings.store,
+        "datadir": str(settings.data_dir),
+        "topic_partitions": settings.topic_partitions,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_bind": settings.web_host,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_linger_ms": 5,  # small sends are batched; 5 ms keeps latency low
+        "stream_buffer_maxsize": max(4096, settings.batch_size * 4),
+        "table_standby_replicas": 1,
+    }
+    embedded = settings.embedded
+    for key, value, fallback in (
+        ("broker_rebalance_timeout", settings.rebalance_timeout_s, 5.0),
+        ("broker_session_timeout", settings.session_timeout_s, 10.0),
+        ("broker_heartbeat_interval", settings.heartbeat_interval_s, 1.0),
+    ):
+        if value is not None:
+            conf[key] = value
+        elif embedded:
+            conf[key] = fallback  # one local broker: no reason to wait Faust's 60 s default
+    return conf
+
+
+def create_app(settings: Settings, broker_url: str, bundle: ModelBundle | None = None) -> faust.App:
+    """Build the worker app. ``broker_url`` is the configured or embedded broker."""
+    app = faust.App(settings.app_id, **faust_settings(settings, broker_url))
+    ticks = app.topic(settings.ticks_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+                      key_serializer="raw")
+    keyed = app.topic(f"{settings.app_id}-ticks-keyed", key_type=str, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw", internal=True)
+    alerts = app.topic(settings.alerts_topic, key_type=str, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    dlq = app.topic(settings.dlq_topic, value_type=bytes, value_serializer="raw")
+    table = app.Table("symbol-state", key_type=str, value_type=bytes, partitions=settings.topic_partitions,
+                      help="Per-symbol snapshot: indicators, baselines, cooldown, applied offsets (JSON).")
+    metrics = Metrics.create()
+    processor = TickProcessor(
+        pipeline=Pipeline(pipeline_config(settings), bundle), table=table, alerts_topic=alerts, dlq_topic=dlq,
+        keyed_topic=keyed, ticks_topic_name=settings.ticks_topic, metrics=metrics,
+    )
+    source = app.topic(settings.ticks_topic, keyed.get_topic_name(), key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    del ticks  # the source channel subscribes to both the input and the re-keyed topic
+
+    from agents.ticks import register_tick_agent
+    from app.web import register_views
+
+    register_tick_agent(app, source, processor, settings)
+    register_views(app, processor, settings)
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        processor.forget_cached_state()
+
+    app.cryptotrace = processor  # type: ignore[attr-defined]
+    return app

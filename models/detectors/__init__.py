@@ -1,0 +1,1 @@
+"""Detectors: the statistical layer (per symbol, online) and the batch forests."""

@@ -1,0 +1,209 @@
+"""The statistical layer: per-symbol robust z-scores and named rules.
+
+Each monitored feature is compared with the symbol's own event-time baseline (an
+exponentially weighted mean and variance over ``baseline_tau_s``, default 2 h). Baselines
+are *winsorised* (an update is clipped to mean +/- ``clip_sigma`` std, so a single wild
+value cannot drag them) and *protected* (a tick this layer flags is not learned, as River's
+``protect_anomaly_detector`` does), so an ongoing pump does not become the new normal.
+
+The z-vector is also the input of the forests: it is scale-free, so one model serves a
+BTC pair trading 10 times a second and an illiquid alt trading twice a minute.
+
+Score direction: higher is more anomalous, in [0, 1]; ``0.0`` while the symbol warms up
+(first ``warmup_s`` of features, or fewer than ``min_baseline_ticks`` learned ticks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from models.features import Features
+
+#: (feature, transform, direction, std floor). Direction +1 watches rises only, 0 both ways.
+MONITORED: tuple[tuple[str, str, int, float], ...] = (
+    ("price_change_pct", "id", 0, 0.05),
+    ("momentum", "id", 0, 0.05),
+    ("volume_ratio", "id", 1, 0.10),
+    ("trade_rate_ratio", "id", 1, 0.10),
+    ("same_ms_share", "id", 1, 0.02),
+    ("volatility", "log", 1, 0.10),
+    ("flat_seconds", "log1p", 1, 0.10),
+    ("buy_sell_imbalance", "id", 0, 0.05),
+)
+Z_NAMES: tuple[str, ...] = tuple(f"z_{name}" for name, *_ in MONITORED)
+#: Extra scale-free inputs of the forests, beside the z-vector.
+CONTEXT_NAMES: tuple[str, ...] = ("rsi", "bollinger_position", "macd_hist", "same_ms_share")
+MODEL_INPUT_NAMES: tuple[str, ...] = Z_NAMES + CONTEXT_NAMES
+Z_CLIP = 50.0
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+class Baseline:
+    """Event-time EW mean/variance that starts as a plain running mean.
+
+    The weight of a new value is ``max(1 - exp(-dt/tau), 1/n)``: the running average of the
+    first values until the exponential window has filled, the exponential average after. A
+    pure exponential start would be biased towards the first value and would report a tiny
+    variance for its first ``tau`` seconds, so every early tick would look extreme.
+    """
+
+    __slots__ = ("tau_s", "mean", "var", "n", "last_ms")
+
+    def __init__(self, tau_s: float) -> None:
+        self.tau_s = tau_s
+        self.mean = 0.0
+        self.var = 0.0
+        self.n = 0
+        self.last_ms = 0
+
+    def update(self, t_ms: int, x: float) -> None:
+        self.n += 1
+        dt = max(0, t_ms - self.last_ms) / 1000.0 if self.n > 1 else 0.0
+        a = max(-math.expm1(-dt / self.tau_s), 1.0 / self.n)
+        diff = x - self.mean
+        incr = a * diff
+        self.mean += incr
+        self.var = (1.0 - a) * (self.var + diff * incr)
+        self.last_ms = max(self.last_ms, t_ms)
+
+    def std(self) -> float:
+        return math.sqrt(self.var) if self.var > 0 else 0.0
+
+    def to_state(self) -> list[float]:
+        return [self.tau_s, self.mean, self.var, self.n, self.last_ms]
+
+    @classmethod
+    def from_state(cls, state: list[float]) -> Baseline:
+        b = cls(float(state[0]))
+        b.mean, b.var, b.n, b.last_ms = float(state[1]), float(state[2]), int(state[3]), int(state[4])
+        return b
+
+
+def _transform(kind: str, x: float) -> float:
+    if kind == "log":
+        return math.log(x + 1e-6)
+    if kind == "log1p":
+        return math.log1p(max(x, 0.0))
+    return x
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticalConfig:
+    """Parameters of the statistical layer (see the module docstring)."""
+
+    baseline_tau_s: float = 7200.0
+    clip_sigma: float = 4.0
+    min_baseline_ticks: int = 30
+    z_center: float = 6.0  # a lone |z| of 6 scores 0.5
+    z_width: float = 1.0
+    pump_z: float = 3.0  # price, volume and trade rate all >= 3 sigma together score 0.5
+    protect_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.baseline_tau_s <= 0:
+            raise ValueError(f"baseline_tau_s must be > 0, got {self.baseline_tau_s}")
+        if self.z_width <= 0:
+            raise ValueError(f"z_width must be > 0, got {self.z_width}")
+        if self.clip_sigma <= 0:
+            raise ValueError(f"clip_sigma must be > 0, got {self.clip_sigma}")
+
+
+@dataclass(frozen=True, slots=True)
+class StatResult:
+    """What the statistical layer says about one tick."""
+
+    score: float
+    rule: str  # the rule that gave the score: "pump_signature" or "z_<feature>"
+    z: tuple[float, ...]  # in Z_NAMES order, clipped to +/- Z_CLIP, 0 when unknown
+    active: bool  # False during the grace period
+
+    def model_input(self, features: Features) -> list[float]:
+        """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
+        rsi = features.rsi
+        bb = features.bollinger_position
+        hist = features.macd_hist
+        return [
+            *self.z,
+            0.0 if math.isnan(rsi) else rsi / 100.0 - 0.5,
+            0.0 if math.isnan(bb) else max(-10.0, min(10.0, bb)),
+            0.0 if math.isnan(hist) else max(-10.0, min(10.0, hist)),
+            features.same_ms_share,
+        ]
+
+
+class StatisticalDetector:
+    """Robust z-scores of one symbol's features against its own protected baseline.
+
+    Examples
+    --------
+    >>> from models.features import FeatureEngine
+    >>> from models.ticks import Tick
+    >>> eng, det = FeatureEngine("X"), StatisticalDetector()
+    >>> res = det.score_one_raw(eng.update(Tick("X", 10.0, 1.0, 1_700_000_000_000)))
+    >>> res.score, res.rule, res.active  # the first tick is inside the grace period
+    (0.0, 'grace', False)
+    """
+
+    def __init__(self, config: StatisticalConfig | None = None) -> None:
+        self.config = config or StatisticalConfig()
+        self.baselines = [Baseline(self.config.baseline_tau_s) for _ in MONITORED]
+        self.learned = 0
+
+    def score_one_raw(self, features: Features) -> StatResult:
+        """Score one tick without learning it."""
+        cfg = self.config
+        zs: list[float] = []
+        best, rule = 0.0, "none"
+        for (name, kind, direction, floor), base in zip(MONITORED, self.baselines, strict=True):
+            x = getattr(features, name)
+            if math.isnan(x) or base.n == 0:
+                zs.append(0.0)
+                continue
+            z = (_transform(kind, x) - base.mean) / max(base.std(), floor)
+            z = max(-Z_CLIP, min(Z_CLIP, z))
+            zs.append(z)
+            s = _sigmoid(((z if direction > 0 else abs(z)) - cfg.z_center) / cfg.z_width)
+            if s > best:
+                best, rule = s, f"z_{name}"
+        # Pump signature: price, volume and trade count rising together (La Morgia et al. 2020).
+        joint = min(zs[0], zs[2], zs[3])
+        pump = _sigmoid((joint - cfg.pump_z) / (cfg.z_width * 0.7))
+        if pump > best:
+            best, rule = pump, "pump_signature"
+        active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
+        return StatResult(best if active else 0.0, rule if active else "grace", tuple(zs), active)
+
+    def learn_one(self, features: Features, result: StatResult) -> None:
+        """Update the baselines unless this tick was flagged (protection) once active."""
+        cfg = self.config
+        if result.active and result.score >= cfg.protect_threshold:
+            return
+        t = features.timestamp
+        for (name, kind, _, floor), base in zip(MONITORED, self.baselines, strict=True):
+            x = getattr(features, name)
+            if math.isnan(x):
+                continue
+            v = _transform(kind, x)
+            if base.n >= cfg.min_baseline_ticks:
+                lim = cfg.clip_sigma * max(base.std(), floor)
+                v = max(base.mean - lim, min(base.mean + lim, v))
+            base.update(t, v)
+        self.learned += 1
+
+    def to_state(self) -> dict[str, Any]:
+        return {"n": self.learned, "b": [b.to_state() for b in self.baselines]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: StatisticalConfig | None = None) -> StatisticalDetector:
+        det = cls(config)
+        det.learned = int(state["n"])
+        det.baselines = [Baseline.from_state(b) for b in state["b"]]
+        return det

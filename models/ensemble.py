@@ -1,0 +1,153 @@
+"""The ensemble: statistical layer + IsolationForest + RandomForest, one calibrated score.
+
+Members speak different languages: the statistical layer gives a [0, 1] rule score,
+scikit-learn's ``IsolationForest.score_samples`` is *lower = more abnormal*, and
+``RandomForestClassifier.predict_proba`` is a vote share. Each member's raw output is put
+on the probability scale by its own Platt calibration (a 1-D logistic regression fitted on
+a held-out, time-later split of the labelled training data), and a stacker (a logistic
+regression over the members' logits) combines them into the ensemble probability.
+
+All calibration parameters are plain numbers (JSON in the artifact manifest); only the
+forests themselves are binary, and those are loaded after their hash is checked.
+
+Models always score a whole micro-batch (one sklearn call per batch, never per row).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import IsolationForest, RandomForestClassifier
+
+MEMBERS: tuple[str, ...] = ("statistical", "iforest", "rforest")
+_EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.asarray(np.log(q / (1.0 - q)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
+
+
+@dataclass(frozen=True, slots=True)
+class Platt:
+    """p = sigmoid(a * raw + b)."""
+
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return sigmoid(self.a * raw + self.b)
+
+
+@dataclass(slots=True)
+class ModelBundle:
+    """Trained forests plus the calibration that puts every member on one scale.
+
+    Attributes
+    ----------
+    version : str
+        Artifact version (content hash prefix); stamped on every alert.
+    iforest, rforest : fitted scikit-learn estimators
+    calibration : dict of member name -> Platt
+        Applied to the raw member outputs: statistical logit, ``-score_samples``, ``predict_proba``.
+    stack_weights, stack_bias :
+        Ensemble p = sigmoid(sum_i w_i * logit(p_i) + bias).
+    """
+
+    version: str
+    iforest: IsolationForest
+    rforest: RandomForestClassifier
+    calibration: dict[str, Platt]
+    stack_weights: tuple[float, ...]
+    stack_bias: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def member_raw(self, x: np.ndarray, stat_scores: np.ndarray) -> np.ndarray:
+        """Raw member outputs for a batch: shape (n, 3) in :data:`MEMBERS` order."""
+        if len(x) == 0:
+            return np.zeros((0, len(MEMBERS)))
+        return np.column_stack([
+            logit(stat_scores),
+            -self.iforest.score_samples(x),
+            self.rforest.predict_proba(x)[:, 1],
+        ])
+
+    def member_probs(self, raw: np.ndarray) -> np.ndarray:
+        return np.column_stack([self.calibration[m](raw[:, i]) for i, m in enumerate(MEMBERS)])
+
+    def combine(self, probs: np.ndarray) -> np.ndarray:
+        w = np.asarray(self.stack_weights)
+        return sigmoid(logit(probs) @ w + self.stack_bias)
+
+    def score_batch(self, x: np.ndarray, stat_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble probability (n,) and member probabilities (n, 3) for one micro-batch."""
+        probs = self.member_probs(self.member_raw(x, stat_scores))
+        return self.combine(probs), probs
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The ensemble's word on one tick."""
+
+    score: float
+    severity: str
+    confidence: float
+    members: dict[str, float]  # member name -> calibrated probability
+
+    def votes(self, threshold: float = 0.5) -> dict[str, bool]:
+        return {name: p >= threshold for name, p in self.members.items()}
+
+
+def severity_of(score: float, threshold: float) -> str:
+    """Severity bands above the alert threshold: the remaining distance to 1 split in thirds."""
+    if score < threshold:
+        return "none"
+    span = (1.0 - threshold) / 3.0
+    if score >= 1.0 - 0.5 * span:
+        return "critical"
+    if score >= threshold + span:
+        return "high"
+    if score >= threshold + 0.5 * span:
+        return "medium"
+    return "low"
+
+
+def confidence_of(score: float, members: dict[str, float], threshold: float) -> float:
+    """Share of members that agree with the ensemble decision, weighted by how sure each is.
+
+    1.0 when every member is on the same side of 0.5 as the ensemble and far from it; a lone
+    member carrying the decision gives a low confidence.
+    """
+    flagged = score >= threshold
+    agree = [abs(p - 0.5) * 2.0 if (p >= 0.5) == flagged else 0.0 for p in members.values()]
+    return round(sum(agree) / len(agree), 4) if agree else 0.0
+
+
+def verdicts(
+    stat_scores: list[float], rows: list[list[float]], bundle: ModelBundle | None, threshold: float
+) -> list[Verdict]:
+    """Score a micro-batch: one model call per batch, then per-row verdicts."""
+    if not stat_scores:
+        return []
+    if bundle is None:
+        # Statistical layer alone: its score is used as is (uncalibrated; see README).
+        return [
+            Verdict(s, severity_of(s, threshold), 1.0 if s >= threshold else round(1.0 - s, 4), {"statistical": s})
+            for s in stat_scores
+        ]
+    ens, probs = bundle.score_batch(np.asarray(rows, dtype=np.float64), np.asarray(stat_scores))
+    out = []
+    for i in range(len(stat_scores)):
+        members = {m: round(float(probs[i, j]), 6) for j, m in enumerate(MEMBERS)}
+        s = float(ens[i])
+        if not math.isfinite(s):  # pragma: no cover - guarded by finite inputs
+            s = 0.0
+        out.append(Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members))
+    return out

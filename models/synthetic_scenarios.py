@@ -1,0 +1,313 @@
+"""Injected anomaly scenarios of :mod:`models.synthetic` (pure numpy).
+
+A scenario never writes ticks itself: it edits a :class:`Modulation`, the per-second
+knobs of one symbol's background process (order rate, volatility, an additive
+log-price path, taker-buy probability, trade size, multi-fill "rush" orders and
+frozen-price stretches). The generator then draws the ticks, so injected trades
+have the same microstructure as normal ones and only the knobs give them away.
+
+Parameters of each scenario (all floats; the defaults are drawn per injection,
+"liquid" / "illiquid" where they differ):
+
+``pump_and_dump``
+    ``peak_multiplier`` 1.1-1.5 / 1.1-3.5 (log-uniform), ``rise_s`` 60-300,
+    ``dump_s`` 120-900, ``rate_multiplier`` 10-100 (trade count, log-uniform),
+    ``retained`` 0-0.15 (share of the gain kept after the dump),
+    ``pre_accumulation`` 0 or 1 (coin flip), ``pre_accumulation_s`` 3600-10800,
+    ``pre_drift`` 0.01-0.05 (log-price drift over the accumulation),
+    ``pre_rate_multiplier`` 1.3-2.0.
+``flash_crash``
+    ``drop`` 0.05-0.20, ``fall_s`` 3-60, ``recover_s`` 120-900,
+    ``recovery_fraction`` 0.6-0.95, ``rate_multiplier`` 10-40.
+``volume_spike_flat``
+    ``rate_multiplier`` 10-50, ``size_multiplier`` 1.0-1.5, ``duration_s`` 120-900.
+``stale_price``
+    ``duration_s`` 600-1800 / 1800-5400.
+``regime_shift``
+    ``transition_s`` 2700-4500, ``vol_factor`` and ``volume_factor`` 1.5-3 or
+    their inverse, ``drift_per_h`` +-0.002-0.01 (log-price per hour).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+SCENARIOS: tuple[str, ...] = (
+    "pump_and_dump",
+    "flash_crash",
+    "volume_spike_flat",
+    "stale_price",
+    "regime_shift",
+)
+
+#: Extra fills (Poisson mean, on top of the normal 2-4) of a rush order.
+RUSH_EXTRA_FILLS = 3.0
+
+# Closed validity interval of every parameter, per scenario.
+_SPECS: dict[str, dict[str, tuple[float, float]]] = {
+    "pump_and_dump": {
+        "peak_multiplier": (1.0, 20.0),
+        "rise_s": (5.0, 3600.0),
+        "dump_s": (5.0, 7200.0),
+        "rate_multiplier": (1.0, 1000.0),
+        "retained": (0.0, 1.0),
+        "pre_accumulation": (0.0, 1.0),
+        "pre_accumulation_s": (60.0, 86400.0),
+        "pre_drift": (0.0, 0.5),
+        "pre_rate_multiplier": (1.0, 10.0),
+    },
+    "flash_crash": {
+        "drop": (0.001, 0.9),
+        "fall_s": (1.0, 600.0),
+        "recover_s": (1.0, 7200.0),
+        "recovery_fraction": (0.0, 1.0),
+        "rate_multiplier": (1.0, 1000.0),
+    },
+    "volume_spike_flat": {
+        "rate_multiplier": (1.0, 1000.0),
+        "size_multiplier": (0.01, 100.0),
+        "duration_s": (1.0, 86400.0),
+    },
+    "stale_price": {"duration_s": (1.0, 7 * 86400.0)},
+    "regime_shift": {
+        "transition_s": (60.0, 86400.0),
+        "vol_factor": (0.05, 20.0),
+        "volume_factor": (0.05, 20.0),
+        "drift_per_h": (-0.5, 0.5),
+    },
+}
+
+
+def expected_fills(multi: float | FloatArray, extra: float | FloatArray) -> FloatArray:
+    """Mean trades per order when a fraction ``multi`` of orders fills 2-4 (+ Poisson(extra)) times."""
+    return np.asarray(1.0 + np.asarray(multi) * (2.0 + np.asarray(extra)), dtype=np.float64)
+
+
+@dataclass
+class Modulation:
+    """Per-second knobs of one symbol (``n`` seconds; ``logp`` lives on the n + 1 grid points)."""
+
+    rate: FloatArray  # multiplies the background order rate
+    vol: FloatArray  # multiplies the return standard deviation
+    logp: FloatArray  # added to the log-price (permanent level shifts carry to the end)
+    buy: FloatArray  # probability that a new order is a buy
+    size: FloatArray  # multiplies trade sizes
+    multi: FloatArray  # probability that an order fills several times in the same millisecond
+    extra: FloatArray  # Poisson mean of the fills beyond 2-4 of such an order
+    step: FloatArray  # relative price step between successive fills of one order
+    stale: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ms, frozen price
+
+    @classmethod
+    def neutral(cls, n: int, multi: float, step: float) -> Modulation:
+        """Knobs of normal trading."""
+        return cls(
+            rate=np.ones(n),
+            vol=np.ones(n),
+            logp=np.zeros(n + 1),
+            buy=np.full(n, 0.5),
+            size=np.ones(n),
+            multi=np.full(n, multi),
+            extra=np.zeros(n),
+            step=np.full(n, step),
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of seconds."""
+        return int(self.rate.size)
+
+
+def _lu(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """Log-uniform draw."""
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _secs(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(round(rng.uniform(lo, hi)))
+
+
+def draw_params(scenario: str, rng: np.random.Generator, liquid: bool) -> dict[str, float]:
+    """Default parameters of one injection (always the same number of draws per scenario)."""
+    if scenario == "pump_and_dump":
+        return {
+            "peak_multiplier": _lu(rng, 1.1, 1.5 if liquid else 3.5),
+            "rise_s": _secs(rng, 60, 300),
+            "dump_s": _secs(rng, 120, 900),
+            "rate_multiplier": _lu(rng, 10, 100),
+            "retained": float(rng.uniform(0.0, 0.15)),
+            "pre_accumulation": float(rng.random() < 0.5),
+            "pre_accumulation_s": _secs(rng, 3600, 10800),
+            "pre_drift": float(rng.uniform(0.01, 0.05)),
+            "pre_rate_multiplier": float(rng.uniform(1.3, 2.0)),
+        }
+    if scenario == "flash_crash":
+        return {
+            "drop": float(rng.uniform(0.05, 0.20)),
+            "fall_s": _secs(rng, 3, 60),
+            "recover_s": _secs(rng, 120, 900),
+            "recovery_fraction": float(rng.uniform(0.6, 0.95)),
+            "rate_multiplier": _lu(rng, 10, 40),
+        }
+    if scenario == "volume_spike_flat":
+        return {
+            "rate_multiplier": _lu(rng, 10, 50),
+            "size_multiplier": float(rng.uniform(1.0, 1.5)),
+            "duration_s": _secs(rng, 120, 900),
+        }
+    if scenario == "stale_price":
+        return {"duration_s": _secs(rng, 600, 1800) if liquid else _secs(rng, 1800, 5400)}
+    if scenario == "regime_shift":
+        flips = rng.random(3) < 0.5
+        return {
+            "transition_s": _secs(rng, 2700, 4500),
+            "vol_factor": _lu(rng, 1.5, 3.0) ** (-1.0 if flips[0] else 1.0),
+            "volume_factor": _lu(rng, 1.5, 3.0) ** (-1.0 if flips[1] else 1.0),
+            "drift_per_h": float(rng.uniform(0.002, 0.01)) * (-1.0 if flips[2] else 1.0),
+        }
+    raise ValueError(f"scenario: unknown {scenario!r}; expected one of {SCENARIOS}")
+
+
+def resolve_params(
+    scenario: str, given: Mapping[str, float], rng: np.random.Generator, liquid: bool, where: str
+) -> dict[str, float]:
+    """Validated ``given`` overrides on top of drawn defaults. ``where`` names the argument in errors."""
+    if scenario not in _SPECS:
+        raise ValueError(f"{where}.scenario: unknown {scenario!r}; expected one of {SCENARIOS}")
+    spec = _SPECS[scenario]
+    out = draw_params(scenario, rng, liquid)
+    for key, value in given.items():
+        if key not in spec:
+            raise ValueError(f"{where}.params[{key!r}]: not a parameter of {scenario} ({sorted(spec)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where}.params[{key!r}]: must be a finite number, got {value!r}")
+        lo, hi = spec[key]
+        if not lo <= value <= hi:
+            raise ValueError(f"{where}.params[{key!r}]: {value!r} outside [{lo}, {hi}]")
+        if key == "pre_accumulation" and value not in (0, 1):
+            raise ValueError(f"{where}.params['pre_accumulation']: must be 0 or 1, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def footprint(scenario: str, params: Mapping[str, float]) -> tuple[float, float]:
+    """Seconds the scenario acts before and after its start (the labelled part is after)."""
+    p = params
+    if scenario == "pump_and_dump":
+        before = p["pre_accumulation_s"] if p["pre_accumulation"] else 0.0
+        return before, p["rise_s"] + p["dump_s"]
+    if scenario == "flash_crash":
+        return 0.0, p["fall_s"] + p["recover_s"]
+    if scenario == "regime_shift":
+        return 0.0, p["transition_s"]
+    return 0.0, p["duration_s"]
+
+
+def _ease(n: int, k: float) -> FloatArray:
+    """``n + 1`` points rising concavely from 0 to 1 (fast first, like a market reaction)."""
+    u = np.linspace(0.0, 1.0, n + 1)
+    return np.asarray(-np.expm1(-k * u) / -math.expm1(-k), dtype=np.float64)
+
+
+def _level(m: Modulation, s0: int, path: FloatArray) -> None:
+    """Add a log-price path starting at grid point ``s0``; its last value holds to the end."""
+    g = m.logp.size
+    k = min(path.size, g - s0)
+    m.logp[s0 : s0 + k] += path[:k]
+    m.logp[s0 + k :] += path[-1]
+
+
+def _rush(m: Modulation, sl: slice, rate: float | FloatArray, buy: float, multi: float, extra: float) -> None:
+    """Orders ``rate`` times the trade count, with a ``multi`` share of same-ms multi-fill orders."""
+    ratio = expected_fills(m.multi[sl], m.extra[sl]) / expected_fills(multi, extra)
+    m.rate[sl] *= np.asarray(rate) * ratio
+    m.buy[sl], m.multi[sl], m.extra[sl] = buy, multi, extra
+
+
+def _pump(m: Modulation, p: Mapping[str, float], s0: int, rush_step: float) -> int:
+    if p["pre_accumulation"]:
+        a = max(0, s0 - int(p["pre_accumulation_s"]))
+        m.rate[a:s0] *= p["pre_rate_multiplier"]
+        m.buy[a:s0] = 0.62
+        m.logp[a : s0 + 1] += p["pre_drift"] * np.linspace(0.0, 1.0, s0 - a + 1)
+        m.logp[s0 + 1 :] += p["pre_drift"]
+    rise, dump, mult = int(p["rise_s"]), int(p["dump_s"]), p["rate_multiplier"]
+    top = math.log(p["peak_multiplier"])
+    low = math.log1p(p["retained"] * (p["peak_multiplier"] - 1.0))
+    _level(m, s0, np.concatenate([top * _ease(rise, 3.0), low + (top - low) * (1.0 - _ease(dump, 4.0)[1:])]))
+    up = slice(s0, min(s0 + rise, m.n))
+    _rush(m, up, mult, buy=0.92, multi=0.8, extra=RUSH_EXTRA_FILLS)
+    m.size[up] *= 2.0
+    m.step[up] = rush_step
+    down = slice(min(s0 + rise, m.n), min(s0 + rise + dump, m.n))
+    u = np.linspace(0.0, 1.0, dump, endpoint=False)[: down.stop - down.start]
+    _rush(m, down, 1.0 + max(mult / 2.0 - 1.0, 0.0) * (1.0 - u) ** 2, buy=0.25, multi=0.3, extra=1.0)
+    m.size[down] *= 1.5
+    m.step[down] = rush_step
+    return rise + dump
+
+
+def _flash(m: Modulation, p: Mapping[str, float], s0: int, rush_step: float) -> int:
+    fall, rec = int(p["fall_s"]), int(p["recover_s"])
+    bottom = math.log1p(-p["drop"])
+    final = math.log1p(-p["drop"] * (1.0 - p["recovery_fraction"]))
+    _level(
+        m, s0, np.concatenate([bottom * _ease(fall, 1.5), bottom + (final - bottom) * _ease(rec, 3.0)[1:]])
+    )
+    crash = slice(s0, min(s0 + fall, m.n))
+    _rush(m, crash, p["rate_multiplier"], buy=0.1, multi=0.5, extra=2.0)
+    m.size[crash] *= 2.5
+    m.step[crash] = rush_step
+    back = slice(crash.stop, min(s0 + fall + rec, m.n))
+    u = np.linspace(0.0, 1.0, rec, endpoint=False)[: back.stop - back.start]
+    m.rate[back] *= 1.0 + 4.0 * (1.0 - u) ** 2
+    m.buy[back] = 0.6
+    return fall + rec
+
+
+def _wash(m: Modulation, p: Mapping[str, float], s0: int, rush_step: float) -> int:
+    dur = int(p["duration_s"])
+    sl = slice(s0, min(s0 + dur, m.n))
+    m.rate[sl] *= p["rate_multiplier"]
+    m.size[sl] *= p["size_multiplier"]
+    m.buy[sl] = 0.5
+    return dur
+
+
+def _stale(m: Modulation, p: Mapping[str, float], s0: int, rush_step: float) -> int:
+    dur = int(p["duration_s"])
+    m.vol[s0 : s0 + dur] = 0.0
+    m.stale.append((s0 * 1000, min(s0 + dur, m.n) * 1000))
+    return dur
+
+
+def _regime(m: Modulation, p: Mapping[str, float], s0: int, rush_step: float) -> int:
+    tr = int(p["transition_s"])
+    w = np.clip((np.arange(m.n) + 0.5 - s0) / tr, 0.0, 1.0)
+    m.rate *= p["volume_factor"] ** w
+    m.vol *= p["vol_factor"] ** w
+    m.logp[1:] += np.cumsum(w * (p["drift_per_h"] / 3600.0))
+    return tr
+
+
+_APPLY: dict[str, Callable[[Modulation, Mapping[str, float], int, float], int]] = {
+    "pump_and_dump": _pump,
+    "flash_crash": _flash,
+    "volume_spike_flat": _wash,
+    "stale_price": _stale,
+    "regime_shift": _regime,
+}
+
+
+def apply_scenario(
+    m: Modulation, scenario: str, params: Mapping[str, float], s0: int, rush_step: float
+) -> tuple[int, int]:
+    """Edit ``m`` for a scenario starting at second ``s0``; return its labelled [start, end) in ms."""
+    length = _APPLY[scenario](m, params, s0, rush_step)
+    return s0 * 1000, min(s0 + length, m.n) * 1000

@@ -1,0 +1,149 @@
+"""The tick: one trade, validated.
+
+Validation lives here (pure) so that the worker, the backtest and the feeds all
+apply the same rules. Wire decoding (bytes -> dict) is the app layer's job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from models.errors import BadTickError
+
+Side = Literal["buy", "sell"]
+
+#: Fields a tick record may carry. Anything else is rejected (``unknown_field``)
+#: so that a producer's schema drift is seen instead of silently ignored.
+KNOWN_FIELDS = frozenset({"symbol", "price", "quantity", "timestamp", "side", "exchange", "trade_id"})
+REQUIRED_FIELDS = ("symbol", "price", "quantity", "timestamp")
+
+# 2000-01-01 .. 2100-01-01 in ms: anything outside is a unit mistake (s or us).
+MIN_TIMESTAMP_MS = 946_684_800_000
+MAX_TIMESTAMP_MS = 4_102_444_800_000
+MAX_SYMBOL_LEN = 40
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade.
+
+    Attributes
+    ----------
+    symbol : str
+        Instrument, e.g. ``BTCUSDT`` or ``BRD/BTC``.
+    price : float
+        Trade price, > 0.
+    quantity : float
+        Traded quantity in base units, > 0.
+    timestamp : int
+        Exchange trade time in milliseconds since the epoch (event time).
+    side : {"buy", "sell"} or None
+        Taker side when the exchange reports it.
+    exchange : str or None
+        Exchange name.
+    trade_id : int or None
+        Exchange trade id when known (gap detection).
+    """
+
+    symbol: str
+    price: float
+    quantity: float
+    timestamp: int
+    side: Side | None = None
+    exchange: str | None = None
+    trade_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Wire form: only the fields that are set."""
+        out: dict[str, Any] = {
+            "symbol": self.symbol,
+            "price": self.price,
+            "quantity": self.quantity,
+            "timestamp": self.timestamp,
+        }
+        if self.side is not None:
+            out["side"] = self.side
+        if self.exchange is not None:
+            out["exchange"] = self.exchange
+        if self.trade_id is not None:
+            out["trade_id"] = self.trade_id
+        return out
+
+
+def _positive_finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadTickError("wrong_type", f"{name} must be a number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise BadTickError("not_finite", f"{name} is {value!r}")
+    if x <= 0.0:
+        raise BadTickError("not_positive", f"{name} must be > 0, got {value!r}")
+    return x
+
+
+def tick_from_dict(raw: Any) -> Tick:
+    """Validate one decoded record and build a :class:`Tick`.
+
+    Raises
+    ------
+    BadTickError
+        With a stable ``reason``: ``not_an_object``, ``missing_field``,
+        ``unknown_field``, ``wrong_type``, ``not_finite``, ``not_positive``,
+        ``bad_symbol``, ``bad_timestamp``, ``bad_side``.
+
+    Examples
+    --------
+    >>> tick_from_dict({"symbol": "BTCUSDT", "price": 50000, "quantity": 0.1,
+    ...                 "timestamp": 1700000000000, "side": "buy"})
+    Tick(symbol='BTCUSDT', price=50000.0, quantity=0.1, timestamp=1700000000000, side='buy', exchange=None, trade_id=None)
+    >>> tick_from_dict({"symbol": "BTCUSDT", "price": -1, "quantity": 1, "timestamp": 1700000000000})
+    Traceback (most recent call last):
+    ...
+    models.errors.BadTickError: not_positive: price must be > 0, got -1
+    """
+    if not isinstance(raw, dict):
+        raise BadTickError("not_an_object", f"expected a JSON object, got {type(raw).__name__}")
+    for name in REQUIRED_FIELDS:
+        if name not in raw:
+            raise BadTickError("missing_field", name)
+    unknown = raw.keys() - KNOWN_FIELDS
+    if unknown:
+        raise BadTickError("unknown_field", ",".join(sorted(map(str, unknown))))
+
+    symbol = raw["symbol"]
+    if not isinstance(symbol, str):
+        raise BadTickError("wrong_type", f"symbol must be a string, got {type(symbol).__name__}")
+    if not symbol or len(symbol) > MAX_SYMBOL_LEN or not _SYMBOL_RE.match(symbol):
+        raise BadTickError("bad_symbol", repr(symbol[:60]))
+
+    price = _positive_finite("price", raw["price"])
+    quantity = _positive_finite("quantity", raw["quantity"])
+
+    ts = raw["timestamp"]
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise BadTickError("wrong_type", f"timestamp must be a number, got {type(ts).__name__}")
+    if isinstance(ts, float) and (not math.isfinite(ts) or ts != int(ts)):
+        raise BadTickError("bad_timestamp", f"timestamp must be whole milliseconds, got {ts!r}")
+    ts_ms = int(ts)
+    if not MIN_TIMESTAMP_MS <= ts_ms <= MAX_TIMESTAMP_MS:
+        raise BadTickError("bad_timestamp", f"{ts_ms} is not ms since the epoch in 2000..2100")
+
+    side = raw.get("side")
+    if side is not None:
+        if not isinstance(side, str) or side.lower() not in ("buy", "sell"):
+            raise BadTickError("bad_side", repr(side))
+        side = side.lower()
+
+    exchange = raw.get("exchange")
+    if exchange is not None and not isinstance(exchange, str):
+        raise BadTickError("wrong_type", "exchange must be a string")
+
+    trade_id = raw.get("trade_id")
+    if trade_id is not None and (isinstance(trade_id, bool) or not isinstance(trade_id, int)):
+        raise BadTickError("wrong_type", "trade_id must be an integer")
+
+    return Tick(symbol, price, quantity, ts_ms, side, exchange, trade_id)

@@ -1,0 +1,170 @@
+"""Training: labelled ticks -> fitted forests, member calibration and stacker.
+
+The data set is built by running ticks through the same feature engine and statistical
+layer the worker uses, so the forests see exactly what they will score live. Rows of a
+symbol still in its grace period are left out (the worker does not score them either).
+
+The split is by time, never random: the first ``fit_fraction`` of the time span fits the
+forests, the rest calibrates them (Platt per member, then the stacker). A random split
+would leak the neighbouring, near-identical rows of one event into both halves.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import IsolationForest, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models.ensemble import MEMBERS, ModelBundle, Platt, logit
+from models.pipeline import PipelineConfig, SymbolSnapshot
+from models.ticks import Tick
+
+logger = logging.getLogger(__name__)
+
+#: Labelled scenarios that are not positives for the classifier: a regime shift is a new
+#: normal, to be absorbed, not an event to flag for its whole length.
+NOT_POSITIVE = frozenset({"regime_shift"})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    scenario: str
+    symbol: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(slots=True)
+class Dataset:
+    x: np.ndarray  # model input rows
+    stat: np.ndarray  # statistical layer score per row
+    y: np.ndarray  # 1 inside a positive window, 0 outside every window
+    t: np.ndarray  # event time (ms)
+
+
+class _WindowIndex:
+    def __init__(self, windows: Iterable[Window]) -> None:
+        self.by_symbol: dict[str, list[Window]] = {}
+        for w in sorted(windows, key=lambda w: w.start_ms):
+            self.by_symbol.setdefault(w.symbol, []).append(w)
+        self.starts = {s: [w.start_ms for w in ws] for s, ws in self.by_symbol.items()}
+
+    def lookup(self, symbol: str, t: int) -> Window | None:
+        ws = self.by_symbol.get(symbol)
+        if not ws:
+            return None
+        i = bisect.bisect_right(self.starts[symbol], t) - 1
+        return ws[i] if i >= 0 and ws[i].start_ms <= t <= ws[i].end_ms else None
+
+
+def build_dataset(
+    ticks: Iterable[Tick],
+    windows: Sequence[Window],
+    config: PipelineConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Dataset:
+    """Feature rows and labels for every scored tick. Rows inside non-positive windows are dropped."""
+    config = config or PipelineConfig()
+    index = _WindowIndex(windows)
+    snaps: dict[str, SymbolSnapshot] = {}
+    rows: list[list[float]] = []
+    stat_scores: list[float] = []
+    labels: list[int] = []
+    times: list[int] = []
+    for n, tick in enumerate(ticks, 1):
+        snap = snaps.get(tick.symbol)
+        if snap is None:
+            snap = snaps[tick.symbol] = SymbolSnapshot.new(tick.symbol, config)
+        feats = snap.features.update(tick)
+        res = snap.stat.score_one_raw(feats)
+        snap.stat.learn_one(feats, res)
+        if progress is not None and n % 10_000 == 0:
+            progress(10_000)
+        if not res.active:
+            continue
+        w = index.lookup(tick.symbol, tick.timestamp)
+        if w is not None and w.scenario in NOT_POSITIVE:
+            continue
+        rows.append(res.model_input(feats))
+        stat_scores.append(res.score)
+        labels.append(0 if w is None else 1)
+        times.append(tick.timestamp)
+    return Dataset(
+        np.asarray(rows, dtype=np.float64).reshape(-1, len(rows[0]) if rows else 0),
+        np.asarray(stat_scores),
+        np.asarray(labels, dtype=np.int8),
+        np.asarray(times, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    fit_fraction: float = 0.6
+    n_estimators: int = 100
+    max_normal_rows: int = 60_000
+    max_negatives_per_positive: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.fit_fraction <= 0.9:
+            raise ValueError(f"fit_fraction must be in [0.1, 0.9], got {self.fit_fraction}")
+
+
+def _platt(raw: np.ndarray, y: np.ndarray) -> Platt:
+    lr = LogisticRegression(C=100.0).fit(raw.reshape(-1, 1), y)
+    return Platt(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def fit_bundle(data: Dataset, config: TrainConfig | None = None) -> ModelBundle:
+    """Fit the forests, calibrate each member and the stacker. Needs positives in both halves."""
+    config = config or TrainConfig()
+    rng = np.random.default_rng(config.seed)
+    cut = np.quantile(data.t, config.fit_fraction)
+    fit, cal = data.t <= cut, data.t > cut
+    for name, mask in (("fit", fit), ("calibration", cal)):
+        if data.y[mask].sum() < 5 or (data.y[mask] == 0).sum() < 50:
+            raise ValueError(f"the {name} split needs >= 5 positive and >= 50 negative rows")
+
+    x_fit, y_fit = data.x[fit], data.y[fit]
+    normal = np.flatnonzero(y_fit == 0)
+    positive = np.flatnonzero(y_fit == 1)
+    iforest_rows = rng.choice(normal, size=min(len(normal), config.max_normal_rows), replace=False)
+    iforest = IsolationForest(n_estimators=config.n_estimators, random_state=config.seed)
+    iforest.fit(x_fit[np.sort(iforest_rows)])
+
+    negatives = rng.choice(
+        normal, size=min(len(normal), config.max_negatives_per_positive * max(len(positive), 1)), replace=False
+    )
+    rf_rows = np.sort(np.concatenate([positive, negatives]))
+    rforest = RandomForestClassifier(
+        n_estimators=config.n_estimators, min_samples_leaf=3, class_weight="balanced_subsample",
+        random_state=config.seed, n_jobs=1,
+    )
+    rforest.fit(x_fit[rf_rows], y_fit[rf_rows])
+
+    bundle = ModelBundle("unsaved", iforest, rforest, {m: Platt() for m in MEMBERS}, (1.0, 0.0, 0.0), 0.0)
+    x_cal, y_cal = data.x[cal], data.y[cal]
+    raw = bundle.member_raw(x_cal, data.stat[cal])
+    bundle.calibration = {m: _platt(raw[:, i], y_cal) for i, m in enumerate(MEMBERS)}
+    probs = bundle.member_probs(raw)
+    stacker = LogisticRegression(C=10.0).fit(logit(probs), y_cal)
+    bundle.stack_weights = tuple(float(w) for w in stacker.coef_[0])
+    bundle.stack_bias = float(stacker.intercept_[0])
+
+    ens = bundle.combine(probs)
+    metrics = {"rows_fit": int(fit.sum()), "rows_calibration": int(cal.sum()),
+               "positives_fit": int(y_fit.sum()), "positives_calibration": int(y_cal.sum())}
+    for i, m in enumerate(MEMBERS):
+        metrics[f"auc_{m}"] = round(float(roc_auc_score(y_cal, probs[:, i])), 4)
+        metrics[f"ap_{m}"] = round(float(average_precision_score(y_cal, probs[:, i])), 4)
+    metrics["auc_ensemble"] = round(float(roc_auc_score(y_cal, ens)), 4)
+    metrics["ap_ensemble"] = round(float(average_precision_score(y_cal, ens)), 4)
+    bundle.info = {"metrics": metrics, "seed": config.seed, "n_estimators": config.n_estimators}
+    logger.info("trained ensemble: %s", metrics)
+    return bundle
