@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
     import atexit
 
     from app.broker import EmbeddedBroker
-    from app.factory import create_app, load_models
+    from app.factory import create_app, load_models, prepare_topics
     from app.settings import Settings
 
     settings = Settings()
@@ -24,6 +24,6 @@ def __getattr__(name: str) -> Any:
         broker = EmbeddedBroker(settings.embedded_broker_port).start()
         atexit.register(broker.stop)
         url = broker.url
-    faust_app = create_app(settings, url, load_models(settings))
+    faust_app = create_app(settings, url, load_models(settings), prepare_topics(settings, url))
     globals()["app"] = faust_app
     return faust_app

@@ -24,7 +24,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from app.broker import EmbeddedBroker
-    from app.factory import create_app, load_models
+    from app.factory import create_app, load_models, prepare_topics
 
     bundle = load_models(settings)  # fail fast on a bad artifact, before any broker work
     with contextlib.ExitStack() as stack:
@@ -32,7 +32,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         if not url:
             url = stack.enter_context(EmbeddedBroker(settings.embedded_broker_port)).url
             logger.warning("no CRYPTOTRACE_BROKER_URL: using an embedded memory-only broker at %s", url)
-        app = create_app(settings, url, bundle)
+        app = create_app(settings, url, bundle, prepare_topics(settings, url))
         worker = Worker(app, loglevel=settings.log_level, logfile=None)
         try:
             worker.execute_from_commandline()
@@ -57,7 +57,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     logger.info("generating %d symbols x %.1f h with %d injected events", args.symbols, args.hours, len(injections))
     batch, labels = generate(profiles, start_ms=start, duration_s=duration, injections=injections, seed=args.seed)
     windows = [Window(lab.scenario, lab.symbol, lab.start_ms, lab.end_ms) for lab in labels]
-    with tqdm(total=len(batch), unit="tick", desc="features", file=sys.stderr) as bar:
+    with tqdm(total=len(batch), unit="tick", desc="features", file=sys.stderr, mininterval=2.0) as bar:
         data = build_dataset(batch.ticks(), windows, pipeline_config(settings), progress=bar.update)
     logger.info("dataset: %d rows, %d positive", len(data.y), int(data.y.sum()))
     bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees))
@@ -85,6 +85,9 @@ def cmd_feed_synthetic(settings: Settings, args: argparse.Namespace) -> int:
             fh.write("symbol,start,end,scenario\n")
             for lab in labels:
                 fh.write(f"{lab.symbol},{lab.start_ms},{lab.end_ms},{lab.scenario}\n")
+    from app.topics import ensure_topics
+
+    ensure_topics(url, [settings.ticks_topic], settings.topic_partitions)
     logger.info("feeding %d ticks (%d labelled events) to %s", len(batch), len(labels), url)
     with tqdm(total=len(batch), unit="tick", file=sys.stderr) as bar:
         sent = asyncio.run(produce_ticks(url, settings.ticks_topic, batch.records(), live_from_ms=now,
@@ -107,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
 
     t = sub.add_parser("train", help="train the ensemble on labelled synthetic data and save an artifact")
-    t.add_argument("--symbols", type=int, default=16)
-    t.add_argument("--hours", type=float, default=12.0)
+    t.add_argument("--symbols", type=int, default=12)
+    t.add_argument("--hours", type=float, default=6.0)
     t.add_argument("--events-per-day", type=float, default=6.0)
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from app.broker import EmbeddedBroker
 from app.feed import bootstrap_of, produce_ticks
 from app.settings import Settings
+from app.topics import ensure_topics
 from models.synthetic import Injection, Label, default_profiles, generate
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def run_demo(settings: Settings, seconds: float | None, speed: float = 10.0, sym
         if not broker_url:
             broker = stack.enter_context(EmbeddedBroker(settings.embedded_broker_port))
             broker_url = broker.url
+        ensure_topics(broker_url, [settings.ticks_topic, settings.alerts_topic, settings.dlq_topic],
+                      settings.topic_partitions)
         try:
             summary = asyncio.run(_run(settings, broker_url, seconds, speed, symbols, backfill_s))
         except KeyboardInterrupt:

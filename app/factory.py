@@ -11,6 +11,7 @@ from app.metrics import Metrics
 from app.model_store import load_bundle, newest_version
 from app.processor import TickProcessor
 from app.settings import Settings
+from app.topics import ensure_topics
 from models.ensemble import ModelBundle
 from models.pipeline import Pipeline, PipelineConfig
 
@@ -65,12 +66,32 @@ def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
     return conf
 
 
-def create_app(settings: Settings, broker_url: str, bundle: ModelBundle | None = None) -> faust.App:
-    """Build the worker app. ``broker_url`` is the configured or embedded broker."""
+def prepare_topics(settings: Settings, broker_url: str) -> int:
+    """Create the app's topics if missing; return the partition count of the ticks topic."""
+    counts = ensure_topics(
+        broker_url, [settings.ticks_topic, settings.alerts_topic, settings.dlq_topic], settings.topic_partitions
+    )
+    partitions = counts.get(settings.ticks_topic, settings.topic_partitions)
+    if partitions != settings.topic_partitions:
+        logger.warning("topic %s has %d partitions (setting says %d): sizing the state table to match",
+                       settings.ticks_topic, partitions, settings.topic_partitions)
+    return partitions
+
+
+def create_app(
+    settings: Settings, broker_url: str, bundle: ModelBundle | None = None, partitions: int | None = None
+) -> faust.App:
+    """Build the worker app. ``broker_url`` is the configured or embedded broker.
+
+    ``partitions`` is the partition count of the ticks topic (see :func:`prepare_topics`);
+    the re-keyed topic and the table changelog get the same, as co-partitioning requires.
+    """
+    partitions = partitions or settings.topic_partitions
+    settings = settings.model_copy(update={"topic_partitions": partitions})
     app = faust.App(settings.app_id, **faust_settings(settings, broker_url))
     ticks = app.topic(settings.ticks_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                       key_serializer="raw")
-    keyed = app.topic(f"{settings.app_id}-ticks-keyed", key_type=str, value_type=bytes,
+    keyed = app.topic(f"{settings.app_id}-ticks-keyed", key_type=str, value_type=bytes, partitions=partitions,
                       key_serializer="raw", value_serializer="raw", internal=True)
     alerts = app.topic(settings.alerts_topic, key_type=str, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")

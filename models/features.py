@@ -54,7 +54,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "volume_ratio",
     "buy_sell_imbalance",
     "same_ms_share",
-    "flat_seconds",
+    "flat_trades",
 )
 
 
@@ -103,7 +103,7 @@ class Features:
     volume_ratio: float
     buy_sell_imbalance: float
     same_ms_share: float
-    flat_seconds: float
+    flat_trades: float
 
     def values(self) -> tuple[float, ...]:
         """Feature values in :data:`FEATURE_NAMES` order."""
@@ -139,7 +139,7 @@ class FeatureEngine:
         self.bar_index: int | None = None
         self.bar_close = math.nan
         self.last_price = math.nan
-        self.price_changed_ms: int | None = None
+        self.flat_trades = 0  # consecutive trades at an unchanged price (a stale feed keeps it growing)
         self.bands_last = math.nan  # previous bar close, for bar log-returns
         self._new_bar_state()
         fast, slow = self.config.fast_tau_s, self.config.slow_tau_s
@@ -204,8 +204,7 @@ class FeatureEngine:
         self._roll_bars(int(ts // (cfg.bar_seconds * 1000)), ts)
 
         price, qty = tick.price, tick.quantity
-        if price != self.last_price or self.price_changed_ms is None:
-            self.price_changed_ms = ts
+        self.flat_trades = self.flat_trades + 1 if price == self.last_price else 0
         self.last_price = price
         self.bar_close = price
         self.last_ms = ts
@@ -270,7 +269,7 @@ class FeatureEngine:
             volume_ratio=math.log((vol_f + 1e-12) / (vol_s + 1e-12)),
             buy_sell_imbalance=(buys - sells) / (buys + sells) if buys + sells > 0 else 0.0,
             same_ms_share=min(1.0, same / trades_f) if trades_f > 0 else 0.0,
-            flat_seconds=(ts - (self.price_changed_ms or ts)) / 1000.0,
+            flat_trades=float(self.flat_trades),
         )
 
     # --- state ----------------------------------------------------------------------------------
@@ -282,7 +281,7 @@ class FeatureEngine:
                 self.config.bar_seconds, self.config.fast_tau_s, self.config.slow_tau_s,
                 self.config.fill_gap_s, self.config.max_gap_s, self.config.warmup_s,
             ],
-            "t": [self.last_ms, self.started_ms, self.rates_started_ms, self.bar_index, self.price_changed_ms],
+            "t": [self.last_ms, self.started_ms, self.rates_started_ms, self.bar_index, self.flat_trades],
             "p": [_nan_to_none(self.bar_close), _nan_to_none(self.last_price), _nan_to_none(self.bands_last)],
             "bars": [
                 self.rsi.to_state(), self.macd.to_state(), self.bands.to_state(), self.returns.to_state(),
@@ -302,7 +301,7 @@ class FeatureEngine:
         if state.get("v") != SCHEMA_VERSION:
             raise ValueError(f"unsupported feature state version {state.get('v')!r}")
         eng = cls(symbol, FeatureConfig(*state["cfg"]))
-        eng.last_ms, eng.started_ms, eng.rates_started_ms, eng.bar_index, eng.price_changed_ms = state["t"]
+        eng.last_ms, eng.started_ms, eng.rates_started_ms, eng.bar_index, eng.flat_trades = state["t"]
         eng.bar_close, eng.last_price, eng.bands_last = (_none_to_nan(x) for x in state["p"])
         bars = state["bars"]
         eng.rsi = WilderRSI.from_state(bars[0])

@@ -135,7 +135,7 @@ class EMA:
     def get(self) -> float | None:
         """EMA once ``span`` values have been seen, else ``None``.
 
-        Before that the seed (first value) still dominates the average.
+        Before that the seed (first value) still carries a large weight.
         """
         return self._value if self.count >= self._span else None
 
@@ -183,10 +183,12 @@ class WilderRSI:
     88.8889
     """
 
-    __slots__ = ("_gain", "_loss", "_period", "_prev", "count")
+    __slots__ = ("_gain", "_loss", "_p", "_period", "_prev", "_q", "count")
 
     def __init__(self, period: int = 14) -> None:
         self._period = _check_int("period", period, 1)
+        self._p = float(self._period)
+        self._q = float(self._period - 1)
         self._prev: float | None = None
         # Sums of the changes during warm-up, Wilder averages afterwards (saves a
         # second pair of slots and keeps the state short).
@@ -201,28 +203,33 @@ class WilderRSI:
     def update(self, close: float) -> None:
         prev = self._prev
         self._prev = close
-        self.count += 1
+        count = self.count + 1
+        self.count = count
         if prev is None:
             return
         change = close - prev
         # Explicit branches rather than max(): no builtin call in the hot path.
         if change > 0.0:
-            up, down = change, 0.0
+            up = change
+            down = 0.0
         elif change < 0.0:
-            up, down = 0.0, -change
+            up = 0.0
+            down = -change
         else:
             up = down = 0.0
-        n_changes = self.count - 1
-        p = self._period
-        if n_changes < p:
+        # count - 1 changes have been seen; the steady state is tested first.
+        if count > self._period + 1:
+            # Float copies of period / period - 1: same results as the ints, fewer conversions.
+            p = self._p
+            q = self._q
+            self._gain = (self._gain * q + up) / p
+            self._loss = (self._loss * q + down) / p
+        elif count == self._period + 1:
+            self._gain = (self._gain + up) / self._p
+            self._loss = (self._loss + down) / self._p
+        else:
             self._gain += up
             self._loss += down
-        elif n_changes == p:
-            self._gain = (self._gain + up) / p
-            self._loss = (self._loss + down) / p
-        else:
-            self._gain = (self._gain * (p - 1) + up) / p
-            self._loss = (self._loss * (p - 1) + down) / p
 
     def get(self) -> float | None:
         """RSI in [0, 100] once ``period`` changes were seen, else ``None``."""
@@ -431,28 +438,36 @@ class RollingMeanStd:
         return self.count >= self._window
 
     def update(self, x: float) -> None:
+        # Locals instead of repeated slot reads: this is the hottest method here.
         w = self._window
+        ring = self._ring
         pos = self._pos
-        d_new = x - self._shift
-        if self.count >= w:
-            d_old = self._ring[pos] - self._shift
-            self._s1 += d_new - d_old
+        shift = self._shift
+        count = self.count
+        d_new = x - shift
+        if count >= w:
+            d_old = ring[pos] - shift
+            s1 = self._s1 + (d_new - d_old)
             # One rounding instead of the two of d_new**2 - d_old**2.
-            self._s2 += (d_new - d_old) * (d_new + d_old)
+            s2 = self._s2 + (d_new - d_old) * (d_new + d_old)
         else:
-            self._s1 += d_new
-            self._s2 += d_new * d_new
-        self._ring[pos] = x
+            s1 = self._s1 + d_new
+            s2 = self._s2 + d_new * d_new
+        self._s1 = s1
+        self._s2 = s2
+        ring[pos] = x
         pos += 1
         self._pos = 0 if pos == w else pos
-        self.count += 1
-        self._since += 1
-        if self._since >= w:
+        count += 1
+        self.count = count
+        since = self._since + 1
+        self._since = since
+        if since >= w:
             self._recompute()
-        elif self._since >= self._min_gap and self.count >= w:
-            m1 = self._s1 / w
+        elif since >= self._min_gap and count >= w:
+            m1 = s1 / w
             m1_sq = m1 * m1
-            if m1_sq > _RECENTRE_RATIO * (self._s2 / w - m1_sq):
+            if m1_sq > _RECENTRE_RATIO * (s2 / w - m1_sq):
                 self._recompute()
 
     def _recompute(self) -> None:
@@ -462,8 +477,9 @@ class RollingMeanStd:
         n = len(values)
         shift = math.fsum(values) / n
         self._shift = shift
-        self._s1 = math.fsum([x - shift for x in values])
-        self._s2 = math.fsum([(x - shift) * (x - shift) for x in values])
+        devs = [x - shift for x in values]
+        self._s1 = math.fsum(devs)
+        self._s2 = math.fsum([d * d for d in devs])
         self._since = 0
 
     def mean(self) -> float | None:

@@ -14,11 +14,13 @@ The model, and the published facts it reproduces
   durations are over-dispersed (coefficient of variation > 1) as reported since
   Engle & Russell's ACD model [ER98]_. A market order occasionally (1.5-3 % of
   orders) fills 2-4 times in the same millisecond.
-* **Returns** per second are Student-t (5 degrees of freedom, unit variance)
-  innovations scaled by a GARCH(1,1) variance [Bol86]_ (alpha 0.03, beta 0.965)
-  and by activity to the power 0.35 (volume and volatility move together,
-  [Cla73]_). Together these give the heavy tails, volatility clustering and
-  slowly decaying autocorrelation of absolute returns of [Con01]_. Trades are
+* **Returns** per second are Student-t (5 degrees of freedom, unit variance,
+  clipped at 8 sd) innovations scaled by a GARCH(1,1) variance [Bol86]_ (alpha
+  0.04, beta 0.958; its sd saturates at 4x the mean so that no unlabelled crash
+  appears) and by the square root of activity (variance follows activity:
+  volume and volatility move together, [Cla73]_). This gives the heavy tails
+  (excess kurtosis of 1-minute returns typically 2-20), volatility clustering
+  and positive autocorrelation of absolute returns of [Con01]_. Trades are
   at the interpolated efficient price plus a bid-ask half-spread on the taker's
   side, multi-fill orders walk the book, and prices are rounded to a tick of
   about 1e-5 of the price level (at least 1e-8, one satoshi).
@@ -36,22 +38,29 @@ The model, and the published facts it reproduces
   modestly elevated buy volume and a slight upward drift during the hours before.
   ``flash_crash`` drops 5-20 % within seconds to a minute on heavy selling and
   recovers most of it over minutes (as in the 2010 flash crash [Kir17]_).
-  ``volume_spike_flat`` is wash trading [Con23]_: x10-50 trades with balanced
-  sides and an unchanged price path. ``stale_price`` freezes the traded price
+  ``volume_spike_flat`` is wash trading (volume without economic change, found
+  on unregulated exchanges by [Con23]_): x10-50 trades with balanced sides and
+  an unchanged price path. ``stale_price`` freezes the traded price
   while trades continue. ``regime_shift`` changes volatility, activity and drift
   gradually over about an hour and the change persists; only the transition is
   labelled.
 
+A :class:`Label` runs from the first tick at or after the (snapped) start of the
+anomaly to the time it is over (a pump: the end of the dump; a pump's
+pre-accumulation comes before its label). Parameters and their default ranges are
+listed in :mod:`models.synthetic_scenarios`.
+
 Every random stream is derived with :class:`numpy.random.SeedSequence` from the
 seed and a BLAKE2 hash of the symbol (and of the injection), so adding a symbol or
 an injection changes nothing else, and each per-tick stream is drawn in time order
-so an injection does not change the ticks before it starts.
+so an injection does not change the ticks before it (or its pre-accumulation) starts.
 
 References
 ----------
 .. [Cox55] D. R. Cox, "Some statistical methods connected with series of events", JRSS B 17, 1955.
 .. [ER98] R. Engle, J. Russell, "Autoregressive conditional duration", Econometrica 66, 1998.
-.. [Bol86] T. Bollerslev, "Generalized autoregressive conditional heteroskedasticity", J. Econometrics 31, 1986.
+.. [Bol86] T. Bollerslev, "Generalized autoregressive conditional heteroskedasticity",
+   J. Econometrics 31, 1986.
 .. [Cla73] P. Clark, "A subordinated stochastic process model with finite variance for speculative prices",
    Econometrica 41, 1973.
 .. [Con01] R. Cont, "Empirical properties of asset returns: stylized facts and statistical issues",
@@ -71,7 +80,6 @@ References
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,43 +96,11 @@ SCENARIOS: tuple[str, ...] = sc.SCENARIOS
 EXCHANGE = "synthetic"
 MIN_EVENT_GAP_S = 2 * 3600.0  # random_injections: quiet time between two events of one symbol
 
-_T_DF = 5.0  # Student-t degrees of freedom of the per-second innovations
-_GARCH_ALPHA, _GARCH_BETA = 0.03, 0.965
-_OU = ((7200.0, 0.35), (90.0, 0.45))  # (time constant s, stationary sd) of the log-intensity factors
-_VOL_COUPLING = 0.35  # return sd ~ activity ** this
-_SIDE_REPEAT = 0.3  # probability that an order repeats the previous taker side
-_SIZE_SIGMA, _TAIL_P, _TAIL_ALPHA = 1.2, 0.05, 1.6
-_SIZE_NORM = 1.0 + _TAIL_P * (_TAIL_ALPHA / (_TAIL_ALPHA - 1.0) - 1.0)
-# liquid / illiquid: daily vol range, half-spread, multi-fill share, book step per fill, rush book step
-_MICRO = {True: (0.025, 0.05, 1e-5, 0.03, 2e-5, 5e-4), False: (0.04, 0.10, 1e-3, 0.015, 5e-4, 3e-3)}
-_LIQUID = (
-    ("BTCUSDT", 60000.0),
-    ("ETHUSDT", 3000.0),
-    ("BNBUSDT", 550.0),
-    ("SOLUSDT", 150.0),
-    ("XRPUSDT", 0.55),
-    ("ADAUSDT", 0.45),
-    ("DOGEUSDT", 0.15),
-    ("AVAXUSDT", 35.0),
-    ("LINKUSDT", 15.0),
-    ("DOTUSDT", 7.0),
-    ("LTCUSDT", 80.0),
-    ("TRXUSDT", 0.12),
-)
-_ILLIQUID = (
-    "BRD/BTC",
-    "XYZBTC",
-    "NAS/BTC",
-    "VIBBTC",
-    "POA/BTC",
-    "EVXBTC",
-    "MTH/BTC",
-    "OSTBTC",
-    "QSP/BTC",
-    "RDNBTC",
-    "SNM/BTC",
-    "CDTBTC",
-)
+# Default names: liquid USDT pairs with a typical price, then illiquid BTC pairs (low caps, as pumped).
+_LIQUID = {"BTCUSDT": 60000.0, "ETHUSDT": 3000.0, "BNBUSDT": 550.0, "SOLUSDT": 150.0, "XRPUSDT": 0.55,
+           "ADAUSDT": 0.45, "DOGEUSDT": 0.15, "AVAXUSDT": 35.0, "LINKUSDT": 15.0, "DOTUSDT": 7.0}  # fmt: skip
+_ILLIQUID = ("BRD/BTC", "XYZBTC", "NAS/BTC", "VIBBTC", "POA/BTC", "EVXBTC", "MTH/BTC", "OSTBTC",
+             "QSP/BTC", "RDNBTC")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -248,56 +224,6 @@ def _num(name: str, value: object, lo: float, hi: float = math.inf, open_lo: boo
     return x
 
 
-def _seed_seq(seed: int, *parts: str | int) -> np.random.SeedSequence:
-    """Seed sequence of (seed, parts), hashing the parts with BLAKE2 (stable across runs, unlike hash())."""
-    words = [
-        int.from_bytes(hashlib.blake2b(str(p).encode(), digest_size=8).digest(), "little") for p in parts
-    ]
-    return np.random.SeedSequence([seed, *words])
-
-
-def _lu(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def _grid(value: float) -> tuple[float, int]:
-    """Power-of-ten step about 1e-5 of ``value`` (at least 1e-8) and its number of decimals."""
-    e = max(math.floor(math.log10(value)) - 5, -8)
-    return 10.0**e, max(-e, 0)
-
-
-def _round_to(x: npt.NDArray[np.float64], value: float) -> npt.NDArray[np.float64]:
-    step, dec = _grid(value)
-    return np.maximum(np.round(np.round(x / step) * step, dec), step)
-
-
-def _linear_recurrence(
-    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64] | float, x0: float, block: int = 256
-) -> npt.NDArray[np.float64]:
-    """``x[t] = a[t] * x[t-1] + b[t]`` (``x[-1] = x0``, ``a > 0``), vectorised within blocks."""
-    n = a.size
-    c = -(-n // block)
-    pad = c * block - n
-    aa = np.concatenate([a, np.ones(pad)]).reshape(c, block)
-    bb = np.concatenate([np.broadcast_to(b, (n,)), np.zeros(pad)]).reshape(c, block)
-    prod = np.exp(np.cumsum(np.log(aa), axis=1))
-    part = prod * np.cumsum(bb / prod, axis=1)  # solution of each block started from 0
-    carry = np.empty(c)
-    x = x0
-    for i, (p_end, s_end) in enumerate(zip(prod[:, -1].tolist(), part[:, -1].tolist(), strict=True)):
-        carry[i] = x
-        x = p_end * x + s_end
-    return np.asarray((prod * carry[:, None] + part).ravel()[:n], dtype=np.float64)
-
-
-def _ou(rng: np.random.Generator, n: int, tau: float, sd: float) -> npt.NDArray[np.float64]:
-    """Stationary Ornstein-Uhlenbeck path sampled every second."""
-    phi = math.exp(-1.0 / tau)
-    b = rng.standard_normal(n) * (sd * math.sqrt(1.0 - phi * phi))
-    b[0] *= 1.0 / math.sqrt(1.0 - phi * phi)
-    return _linear_recurrence(np.full(n, phi), b, 0.0)
-
-
 # --------------------------------------------------------------------------- profiles
 def default_profiles(n_symbols: int, *, seed: int, illiquid_fraction: float = 0.5) -> list[SymbolProfile]:
     """Liquid USDT pairs (2-10 trades/s) then illiquid BTC pairs (0.02-0.5 trades/s).
@@ -311,76 +237,18 @@ def default_profiles(n_symbols: int, *, seed: int, illiquid_fraction: float = 0.
     n_ill = round(n * _num("illiquid_fraction", illiquid_fraction, 0.0, 1.0))
     out = []
     for i in range(n - n_ill):
-        name, price = _LIQUID[i] if i < len(_LIQUID) else (f"SYN{i:03d}USDT", 0.0)
-        rng = np.random.default_rng(_seed_seq(seed, "profile", name))
-        rate, notional, price_draw = _lu(rng, 2.0, 10.0), _lu(rng, 300.0, 3000.0), _lu(rng, 0.1, 1000.0)
-        price = price or float(f"{price_draw:.4g}")
+        name = list(_LIQUID)[i] if i < len(_LIQUID) else f"SYN{i:03d}USDT"
+        rng = np.random.default_rng(sc.seed_sequence(seed, "profile", name))
+        rate, notional = sc.log_uniform(rng, 2.0, 10.0), sc.log_uniform(rng, 300.0, 3000.0)
+        price = _LIQUID.get(name) or float(f"{sc.log_uniform(rng, 0.1, 1000.0):.4g}")
         out.append(SymbolProfile(name, price, round(rate, 3), float(f"{notional / price:.4g}"), True))
     for i in range(n_ill):
         name = _ILLIQUID[i] if i < len(_ILLIQUID) else f"ILQ{i:03d}/BTC"
-        rng = np.random.default_rng(_seed_seq(seed, "profile", name))
-        rate, notional, price = _lu(rng, 0.02, 0.5), _lu(rng, 0.005, 0.05), round(_lu(rng, 5e-6, 5e-4), 8)
+        rng = np.random.default_rng(sc.seed_sequence(seed, "profile", name))
+        rate, notional = sc.log_uniform(rng, 0.02, 0.5), sc.log_uniform(rng, 0.005, 0.05)
+        price = round(sc.log_uniform(rng, 5e-6, 5e-4), 8)
         out.append(SymbolProfile(name, price, round(rate, 4), float(f"{notional / price:.4g}"), False))
     return out
-
-
-# --------------------------------------------------------------------------- simulation
-def _simulate(
-    prof: SymbolProfile, start_ms: int, dur_ms: int, mod: sc.Modulation, seed: int
-) -> tuple[npt.NDArray[Any], ...]:
-    """One symbol's trades: (ms since start, price, quantity, side)."""
-    n = mod.n
-    r_par, r_z, r_ou1, r_ou2, r_cnt, r_off, r_multi, r_fills, r_extra, r_rep, r_side, r_size, r_tail = (
-        np.random.default_rng(s) for s in _seed_seq(seed, "symbol", prof.symbol).spawn(13)
-    )
-    vol_lo, vol_hi, half_spread, multi_bg = _MICRO[prof.liquid][:4]
-    var_s = r_par.uniform(vol_lo, vol_hi) ** 2 / 86400.0
-
-    # activity: intraday pattern x two log-normal OU factors (mean ~1)
-    hour = ((start_ms + 1000 * np.arange(n, dtype=np.int64)) % 86_400_000) / 3_600_000.0
-    x = _ou(r_ou1, n, *_OU[0]) + _ou(r_ou2, n, *_OU[1]) - 0.5 * sum(sd * sd for _, sd in _OU)
-    activity = (1.0 + 0.3 * np.cos(2.0 * np.pi * (hour - 15.0) / 24.0)) * np.exp(x)
-
-    # efficient log-price: GARCH(1,1) x Student-t innovations x activity coupling, plus scenario path
-    z = r_z.standard_t(_T_DF, n) * math.sqrt((_T_DF - 2.0) / _T_DF)
-    h = np.empty(n)
-    h[0] = var_s
-    h[1:] = _linear_recurrence(
-        _GARCH_ALPHA * z[:-1] ** 2 + _GARCH_BETA, var_s * (1 - _GARCH_ALPHA - _GARCH_BETA), var_s
-    )
-    ret = np.sqrt(h) * z * activity**_VOL_COUPLING * mod.vol
-    lp = math.log(prof.base_price) + np.concatenate([[0.0], np.cumsum(ret)]) + mod.logp
-
-    # orders: Cox process on the second grid, uniform milliseconds inside each second
-    lam = prof.trades_per_s / float(sc.expected_fills(multi_bg, 0.0)) * activity * mod.rate
-    counts = r_cnt.poisson(lam)
-    t = np.repeat(np.arange(n, dtype=np.int64) * 1000, counts) + r_off.integers(0, 1000, int(counts.sum()))
-    t.sort(kind="stable")
-    t = t[t < dur_ms]
-    m, sec = t.size, t // 1000
-    fills = np.where(
-        r_multi.random(m) < mod.multi[sec], r_fills.integers(2, 5, m) + r_extra.poisson(mod.extra[sec]), 1
-    )
-    fresh = r_rep.random(m) >= _SIDE_REPEAT
-    fresh[:1] = True
-    draw = np.where(r_side.random(m) < mod.buy[sec], 1, -1).astype(np.int8)
-    side_o = draw[np.maximum.accumulate(np.where(fresh, np.arange(m), 0))]
-
-    # trades: fills of one order share its millisecond and walk the book
-    ts = np.repeat(t, fills)
-    side = np.repeat(side_o, fills)
-    j = np.arange(ts.size) - np.repeat(np.cumsum(fills) - fills, fills)
-    st = ts // 1000
-    frac = (ts - st * 1000) / 1000.0
-    logp = lp[st] + frac * (lp[st + 1] - lp[st]) + side * (half_spread + j * mod.step[st])
-    price = np.exp(logp)
-    for a, b in mod.stale:
-        price[(ts >= a) & (ts < b)] = math.exp(lp[a // 1000])
-    u = r_tail.random(ts.size)
-    tail = np.where(u < _TAIL_P, (1.0 - np.minimum(u / _TAIL_P, 1.0 - 1e-9)) ** (-1.0 / _TAIL_ALPHA), 1.0)
-    size = np.exp(_SIZE_SIGMA * r_size.standard_normal(ts.size) - 0.5 * _SIZE_SIGMA**2) * tail / _SIZE_NORM
-    qty = _round_to(prof.mean_qty * mod.size[st] * size, prof.mean_qty * 100.0)
-    return ts, _round_to(price, prof.base_price), qty, side
 
 
 def _check_span(start_ms: object, duration_s: object) -> tuple[int, int]:
@@ -399,14 +267,9 @@ def _check_profiles(profiles: Sequence[SymbolProfile]) -> list[SymbolProfile]:
     for i, p in enumerate(out):
         if not isinstance(p, SymbolProfile):
             raise ValueError(f"profiles[{i}]: expected a SymbolProfile, got {type(p).__name__}")  # noqa: TRY004
-        try:
+        try:  # the same rules as a tick: symbol syntax, positive finite price and quantity
             tick_from_dict(
-                {
-                    "symbol": p.symbol,
-                    "price": p.base_price,
-                    "quantity": p.mean_qty,
-                    "timestamp": MIN_TIMESTAMP_MS,
-                }
+                dict(symbol=p.symbol, price=p.base_price, quantity=p.mean_qty, timestamp=MIN_TIMESTAMP_MS)
             )
         except BadTickError as exc:
             raise ValueError(f"profiles[{i}]: {exc}") from None
@@ -436,8 +299,8 @@ def generate(
     duration_s : float
         Length of the series in seconds (>= 1); ticks fall in ``[start_ms, start_ms + duration)``.
     injections : sequence of Injection
-        Scenarios to inject. ``start_ms`` is snapped up to the next second (to the next
-        minute for ``pump_and_dump``, announced on the minute) and must lie in the series.
+        Scenarios to inject. ``start_ms`` must lie in the series; it is moved up to the
+        one-second grid of the series (``pump_and_dump``: first to a whole UTC minute).
     seed : int
         Non-negative seed; the same arguments give bitwise identical output.
 
@@ -472,7 +335,9 @@ def generate(
     profs = _check_profiles(profiles)
     start, dur_ms = _check_span(start_ms, duration_s)
     n = -(-dur_ms // 1000)
-    mods = {p.symbol: sc.Modulation.neutral(n, _MICRO[p.liquid][3], _MICRO[p.liquid][4]) for p in profs}
+    mods = {
+        p.symbol: sc.Modulation.neutral(n, sc.MICRO[p.liquid].multi, sc.MICRO[p.liquid].step) for p in profs
+    }
     liquid = {p.symbol: p.liquid for p in profs}
     windows: list[tuple[str, int, int]] = []
     for i, inj in enumerate(injections):
@@ -484,22 +349,25 @@ def generate(
         t0 = _int(f"{where}.start_ms", inj.start_ms)
         if not start <= t0 < start + dur_ms:
             raise ValueError(f"{where}.start_ms: {t0} outside the series [{start}, {start + dur_ms})")
-        rng = np.random.default_rng(_seed_seq(seed, "injection", inj.symbol, str(inj.scenario), t0))
+        rng = np.random.default_rng(sc.seed_sequence(seed, "injection", inj.symbol, str(inj.scenario), t0))
         params = sc.resolve_params(inj.scenario, inj.params, rng, liquid[inj.symbol], where)
-        snap = 60_000 if inj.scenario == "pump_and_dump" else 1000
-        s0 = -(-(-(-t0 // snap) * snap - start) // 1000)
+        if inj.scenario == "pump_and_dump":  # announced on the minute
+            t0 = -(-t0 // 60_000) * 60_000
+        s0 = -(-(t0 - start) // 1000)
         if s0 >= n:
             raise ValueError(f"{where}.start_ms: {t0} snaps past the end of the series")
-        a, b = sc.apply_scenario(mods[inj.symbol], inj.scenario, params, s0, _MICRO[liquid[inj.symbol]][5])
+        a, b = sc.apply_scenario(
+            mods[inj.symbol], inj.scenario, params, s0, sc.MICRO[liquid[inj.symbol]].rush_step
+        )
         windows.append((inj.symbol, a, b))
 
-    parts = {p.symbol: _simulate(p, start, dur_ms, mods[p.symbol], seed) for p in profs}
+    parts = {p.symbol: sc.simulate(p, start, dur_ms, mods[p.symbol], seed) for p in profs}
     labels = []
     for inj, (sym, a, b) in zip(injections, windows, strict=True):
         ts = parts[sym][0]
         k = int(np.searchsorted(ts, a))
         first = int(ts[k]) if k < ts.size and ts[k] < b else a
-        labels.append(Label(inj.scenario, sym, start + first, start + b))
+        labels.append(Label(inj.scenario, sym, start + first, start + min(b, dur_ms)))
 
     cols = list(zip(*parts.values(), strict=True))
     sizes = [c.size for c in cols[0]]
@@ -531,10 +399,11 @@ def random_injections(
     """Random, fully parameterised injections, sorted by start time.
 
     Each symbol gets Poisson(``per_symbol_day`` x days) events (fewer if they do not fit),
-    with a uniformly chosen scenario and drawn parameters. No event (including a pump's
-    pre-accumulation) starts within ``warmup_s`` of the start, none runs past the end,
-    and two events of one symbol are at least 2 h apart. Depends only on (seed, symbol)
-    per symbol, so adding a symbol does not move the others' events.
+    with a uniformly chosen scenario and drawn parameters (all written into ``params``).
+    No event (including a pump's pre-accumulation) starts within ``warmup_s`` of the
+    start, none runs past the end, and two events of one symbol are at least 2 h apart
+    (end of one to start of the next). Pumps start on a whole minute. A symbol's events
+    depend only on (seed, symbol) and the span, so adding a symbol moves no other's.
     """
     seed = _int("seed", seed, 0)
     profs = _check_profiles(profiles)
@@ -546,7 +415,7 @@ def random_injections(
         raise ValueError(f"scenarios: must be a non-empty subset of {SCENARIOS}, got {pool!r}")
     out: list[Injection] = []
     for p in profs:
-        rng = np.random.default_rng(_seed_seq(seed, "injections", p.symbol))
+        rng = np.random.default_rng(sc.seed_sequence(seed, "injections", p.symbol))
         taken: list[tuple[int, int]] = []
         for _ in range(int(rng.poisson(rate * dur_ms / 86_400_000))):
             for _attempt in range(50):
@@ -555,8 +424,10 @@ def random_injections(
                 before, after = (round(x * 1000.0) for x in sc.footprint(name, params))
                 lo, hi = start + warm_ms + before, start + dur_ms - after - 61_000
                 t = lo + int(rng.random() * (hi - lo))
-                snap = 60_000 if name == "pump_and_dump" else 1000
-                t = -(-t // snap) * snap
+                if name == "pump_and_dump":  # announced on the minute
+                    t = -(-t // 60_000) * 60_000
+                else:  # on the series' one-second grid
+                    t = start + -(-(t - start) // 1000) * 1000
                 gap = round(MIN_EVENT_GAP_S * 1000)
                 if hi > lo and all(t - before >= b + gap or t + after + gap <= a for a, b in taken):
                     taken.append((t - before, t + after))

@@ -107,8 +107,9 @@ def build_dataset(
 class TrainConfig:
     fit_fraction: float = 0.6
     n_estimators: int = 100
-    max_normal_rows: int = 60_000
-    max_negatives_per_positive: int = 20
+    max_normal_rows: int = 30_000  # IsolationForest subsamples 256 rows per tree anyway
+    max_positive_rows: int = 20_000
+    max_negatives_per_positive: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +139,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None) -> ModelBundle:
     iforest = IsolationForest(n_estimators=config.n_estimators, random_state=config.seed)
     iforest.fit(x_fit[np.sort(iforest_rows)])
 
+    positive = rng.choice(positive, size=min(len(positive), config.max_positive_rows), replace=False)
     negatives = rng.choice(
         normal, size=min(len(normal), config.max_negatives_per_positive * max(len(positive), 1)), replace=False
     )

@@ -29,7 +29,7 @@ MONITORED: tuple[tuple[str, str, int, float], ...] = (
     ("trade_rate_ratio", "id", 1, 0.10),
     ("same_ms_share", "id", 1, 0.02),
     ("volatility", "log", 1, 0.10),
-    ("flat_seconds", "log1p", 1, 0.10),
+    ("flat_trades", "log1p", 1, 0.50),
     ("buy_sell_imbalance", "id", 0, 0.05),
 )
 Z_NAMES: tuple[str, ...] = tuple(f"z_{name}" for name, *_ in MONITORED)

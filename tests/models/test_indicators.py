@@ -379,7 +379,7 @@ def test_rolling_recovers_precision_after_a_huge_level_shift() -> None:
     [
         (lambda: EMA(0), r"span must be >= 1, got 0"),
         (lambda: EMA(-3), r"span must be >= 1, got -3"),
-        (lambda: EMA(2.5), r"span must be an int >= 1, got 2\.5"),
+        (lambda: EMA(2.5), r"span must be an int >= 1, got 2\.5"),  # type: ignore[arg-type]
         (lambda: EMA(True), r"span must be an int >= 1, got True"),
         (lambda: WilderRSI(0), r"period must be >= 1, got 0"),
         (lambda: MACD(0, 26, 9), r"fast must be >= 1, got 0"),
@@ -387,13 +387,13 @@ def test_rolling_recovers_precision_after_a_huge_level_shift() -> None:
         (lambda: MACD(12, 12, 9), r"fast must be < slow, got fast=12, slow=12"),
         (lambda: MACD(26, 12, 9), r"fast must be < slow, got fast=26, slow=12"),
         (lambda: RollingMeanStd(0), r"window must be >= 1, got 0"),
-        (lambda: RollingMeanStd(None), r"window must be an int >= 1, got None"),
+        (lambda: RollingMeanStd(None), r"window must be an int >= 1, got None"),  # type: ignore[arg-type]
         (lambda: Lag(-1), r"n must be >= 0, got -1"),
         (lambda: DecayingRate(0.0), r"tau_s must be a finite number > 0, got 0\.0"),
         (lambda: DecayingRate(-1.0), r"tau_s must be a finite number > 0, got -1\.0"),
         (lambda: DecayingRate(math.inf), r"tau_s must be a finite number > 0, got inf"),
         (lambda: TimeEWMeanVar(math.nan), r"tau_s must be a finite number > 0, got nan"),
-        (lambda: TimeEWMeanVar("1"), r"tau_s must be a finite number > 0, got '1'"),
+        (lambda: TimeEWMeanVar("1"), r"tau_s must be a finite number > 0, got '1'"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_params_raise_value_error(make: Callable[[], object], match: str) -> None:
