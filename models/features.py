@@ -32,6 +32,7 @@ from models.indicators import MACD, EMA, DecayingRate, Lag, RollingMeanStd, Wild
 from models.ticks import Tick
 
 SCHEMA_VERSION = 1
+SAME_MS_PRIOR_TRADES = 10.0
 _MS_PER_DAY = 86_400_000
 # 1970-01-01 was a Thursday; ISO weekday numbering Monday=0.
 _EPOCH_WEEKDAY = 3
@@ -268,7 +269,10 @@ class FeatureEngine:
             trade_rate_ratio=math.log((trades_f + 1e-9) / (trades_s + 1e-9)),
             volume_ratio=math.log((vol_f + 1e-12) / (vol_s + 1e-12)),
             buy_sell_imbalance=(buys - sells) / (buys + sells) if buys + sells > 0 else 0.0,
-            same_ms_share=min(1.0, same / trades_f) if trades_f > 0 else 0.0,
+            # Share of the last minute's trades that shared a millisecond with the previous
+            # trade, shrunk by a prior of SAME_MS_PRIOR_TRADES ordinary trades: one multi-fill
+            # order on an illiquid coin is not a rush, dozens of same-ms buys are.
+            same_ms_share=same / (trades_f + SAME_MS_PRIOR_TRADES / cfg.fast_tau_s),
             flat_trades=float(self.flat_trades),
         )
 

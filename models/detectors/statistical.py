@@ -21,16 +21,19 @@ from typing import Any
 
 from models.features import Features
 
-#: (feature, transform, direction, std floor). Direction +1 watches rises only, 0 both ways.
-MONITORED: tuple[tuple[str, str, int, float], ...] = (
-    ("price_change_pct", "id", 0, 0.05),
-    ("momentum", "id", 0, 0.05),
-    ("volume_ratio", "id", 1, 0.10),
-    ("trade_rate_ratio", "id", 1, 0.10),
-    ("same_ms_share", "id", 1, 0.02),
-    ("volatility", "log", 1, 0.10),
-    ("flat_trades", "log1p", 1, 0.50),
-    ("buy_sell_imbalance", "id", 0, 0.05),
+#: (feature, transform, direction, std floor, lone-z centre). Direction +1 watches rises only,
+#: 0 both ways. Price moves need a larger lone z: returns are heavy-tailed and volatility
+#: clusters, so a 6-sigma move against a 2-hour baseline happens in honest markets; the
+#: joint rules below catch manipulated moves, which come with volume and trades.
+MONITORED: tuple[tuple[str, str, int, float, float], ...] = (
+    ("price_change_pct", "id", 0, 0.05, 8.0),
+    ("momentum", "id", 0, 0.05, 8.0),
+    ("volume_ratio", "id", 1, 0.10, 6.0),
+    ("trade_rate_ratio", "id", 1, 0.10, 6.0),
+    ("same_ms_share", "id", 1, 0.10, 6.0),
+    ("volatility", "log", 1, 0.10, 8.0),
+    ("flat_trades", "log1p", 1, 0.50, 6.0),
+    ("buy_sell_imbalance", "id", 0, 0.05, 8.0),
 )
 Z_NAMES: tuple[str, ...] = tuple(f"z_{name}" for name, *_ in MONITORED)
 #: Extra scale-free inputs of the forests, beside the z-vector.
@@ -102,9 +105,9 @@ class StatisticalConfig:
     baseline_tau_s: float = 7200.0
     clip_sigma: float = 4.0
     min_baseline_ticks: int = 30
-    z_center: float = 6.0  # a lone |z| of 6 scores 0.5
-    z_width: float = 1.0
+    z_width: float = 1.0  # a lone |z| at its centre (MONITORED) scores 0.5, one width more ~0.73
     pump_z: float = 3.0  # price, volume and trade rate all >= 3 sigma together score 0.5
+    burst_z: float = 3.5  # volume and trade rate both >= 3.5 sigma (wash trading) score 0.5
     protect_threshold: float = 0.5
 
     def __post_init__(self) -> None:
@@ -162,7 +165,7 @@ class StatisticalDetector:
         cfg = self.config
         zs: list[float] = []
         best, rule = 0.0, "none"
-        for (name, kind, direction, floor), base in zip(MONITORED, self.baselines, strict=True):
+        for (name, kind, direction, floor, centre), base in zip(MONITORED, self.baselines, strict=True):
             x = getattr(features, name)
             if math.isnan(x) or base.n == 0:
                 zs.append(0.0)
@@ -170,14 +173,18 @@ class StatisticalDetector:
             z = (_transform(kind, x) - base.mean) / max(base.std(), floor)
             z = max(-Z_CLIP, min(Z_CLIP, z))
             zs.append(z)
-            s = _sigmoid(((z if direction > 0 else abs(z)) - cfg.z_center) / cfg.z_width)
+            s = _sigmoid(((z if direction > 0 else abs(z)) - centre) / cfg.z_width)
             if s > best:
                 best, rule = s, f"z_{name}"
         # Pump signature: price, volume and trade count rising together (La Morgia et al. 2020).
-        joint = min(zs[0], zs[2], zs[3])
-        pump = _sigmoid((joint - cfg.pump_z) / (cfg.z_width * 0.7))
-        if pump > best:
-            best, rule = pump, "pump_signature"
+        width = cfg.z_width * 0.7
+        for joint, centre, name in (
+            (min(abs(zs[0]), zs[2], zs[3]), cfg.pump_z, "pump_signature"),  # price moves on volume and trades
+            (min(zs[2], zs[3]), cfg.burst_z, "volume_burst"),  # volume and trades without the price
+        ):
+            s = _sigmoid((joint - centre) / width)
+            if s > best:
+                best, rule = s, name
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         return StatResult(best if active else 0.0, rule if active else "grace", tuple(zs), active)
 
@@ -187,7 +194,7 @@ class StatisticalDetector:
         if result.active and result.score >= cfg.protect_threshold:
             return
         t = features.timestamp
-        for (name, kind, _, floor), base in zip(MONITORED, self.baselines, strict=True):
+        for (name, kind, _, floor, _), base in zip(MONITORED, self.baselines, strict=True):
             x = getattr(features, name)
             if math.isnan(x):
                 continue

@@ -1,0 +1,113 @@
+"""Event-level detection metrics (the protocol of the evaluation notes).
+
+* An alarm is an *episode*: alerts of one symbol closer together than ``episode_gap_s``
+  (default 30 min) form one episode, timed at its first alert.
+* An event (label window) is detected when an episode starts inside it.
+* Precision = episodes starting inside some window / all episodes.
+* False alarms per symbol-day = episodes outside every window / observed symbol-days
+  (per symbol, the span from its first to its last tick).
+* Delay = first in-window episode start minus window start.
+
+Never point-adjusted: a window is credited only for an episode that *starts* inside it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    symbol: str
+    start_ms: int
+    end_ms: int
+    scenario: str = ""
+
+
+def episodes(alerts: Iterable[tuple[str, int]], episode_gap_s: float = 1800.0) -> dict[str, list[int]]:
+    """Episode start times per symbol from (symbol, event_time_ms) alerts."""
+    by_symbol: dict[str, list[int]] = {}
+    for symbol, t in alerts:
+        by_symbol.setdefault(symbol, []).append(t)
+    gap = episode_gap_s * 1000.0
+    out: dict[str, list[int]] = {}
+    for symbol, times in by_symbol.items():
+        times.sort()
+        starts = [times[0]]
+        for prev, cur in zip(times, times[1:], strict=False):
+            if cur - prev >= gap:
+                starts.append(cur)
+        out[symbol] = starts
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class EventReport:
+    events: int
+    detected: int
+    recall: float
+    episodes: int
+    true_episodes: int
+    precision: float
+    f1: float
+    false_alarms: int
+    symbol_days: float
+    false_alarms_per_symbol_day: float
+    delay_median_s: float | None
+    delay_p90_s: float | None
+    per_event: tuple[tuple[Event, float | None], ...]  # (event, delay s or None if missed)
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {k: getattr(self, k) for k in (
+            "events", "detected", "recall", "episodes", "precision", "f1", "false_alarms",
+            "symbol_days", "false_alarms_per_symbol_day", "delay_median_s", "delay_p90_s")}
+
+
+def evaluate(
+    alerts: Iterable[tuple[str, int]],
+    events: Sequence[Event],
+    spans: Mapping[str, tuple[int, int]],
+    episode_gap_s: float = 1800.0,
+) -> EventReport:
+    """Score alerts against labelled events; ``spans`` gives each symbol's first/last tick time."""
+    eps = episodes(alerts, episode_gap_s)
+    windows: dict[str, list[Event]] = {}
+    for ev in sorted(events, key=lambda e: e.start_ms):
+        windows.setdefault(ev.symbol, []).append(ev)
+
+    per_event: list[tuple[Event, float | None]] = []
+    true_eps = 0
+    n_eps = 0
+    for symbol, starts in eps.items():
+        n_eps += len(starts)
+        for t in starts:
+            if any(w.start_ms <= t <= w.end_ms for w in windows.get(symbol, ())):
+                true_eps += 1
+    for ev in events:
+        starts = eps.get(ev.symbol, [])
+        i = bisect.bisect_left(starts, ev.start_ms)
+        hit = starts[i] if i < len(starts) and starts[i] <= ev.end_ms else None
+        per_event.append((ev, None if hit is None else (hit - ev.start_ms) / 1000.0))
+
+    detected = sum(1 for _, d in per_event if d is not None)
+    recall = detected / len(events) if events else 0.0
+    precision = true_eps / n_eps if n_eps else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    symbol_days = sum(max(0, last - first) for first, last in spans.values()) / _DAY_MS
+    false_alarms = n_eps - true_eps
+    delays = [d for _, d in per_event if d is not None]
+    return EventReport(
+        events=len(events), detected=detected, recall=round(recall, 4), episodes=n_eps, true_episodes=true_eps,
+        precision=round(precision, 4), f1=round(f1, 4), false_alarms=false_alarms,
+        symbol_days=round(symbol_days, 3),
+        false_alarms_per_symbol_day=round(false_alarms / symbol_days, 4) if symbol_days > 0 else 0.0,
+        delay_median_s=round(float(np.median(delays)), 2) if delays else None,
+        delay_p90_s=round(float(np.percentile(delays, 90)), 2) if delays else None,
+        per_event=tuple(per_event),
+    )

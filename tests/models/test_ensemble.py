@@ -1,0 +1,192 @@
+"""Tests of models.ensemble (severity, confidence, verdicts) with and without a small fitted bundle.
+
+``tiny_bundle()`` trains a deliberately small ensemble (6 low-rate symbols x 3 h of synthetic
+ticks with frequent injected events, 20 trees): a few seconds, cached for the session and
+also used by test_pipeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.detectors.statistical import MODEL_INPUT_NAMES
+from models.ensemble import MEMBERS, ModelBundle, Platt, confidence_of, severity_of, verdicts
+from models.synthetic import Label, SymbolProfile, generate, random_injections
+from models.training import Dataset, TrainConfig, Window, build_dataset, fit_bundle
+
+T0 = 1_700_000_000_000
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+# Low trade rates keep the data set small (~30k rows) while every scenario still shows.
+PROFILES = [
+    SymbolProfile("AAAUSDT", 50.0, 0.6, 2.0, True),
+    SymbolProfile("BBBUSDT", 2.0, 0.4, 100.0, True),
+    SymbolProfile("CCCUSDT", 700.0, 0.5, 0.5, True),
+    SymbolProfile("DDD/BTC", 3e-5, 0.2, 500.0, False),
+    SymbolProfile("EEEBTC", 2e-4, 0.15, 80.0, False),
+    SymbolProfile("FFF/BTC", 8e-6, 0.25, 2000.0, False),
+]
+TRAIN_SEED = 4
+
+
+@functools.cache
+def training_data() -> tuple[Dataset, tuple[Label, ...]]:
+    injections = random_injections(
+        PROFILES, start_ms=T0, duration_s=3 * 3600, seed=TRAIN_SEED, per_symbol_day=48, warmup_s=3600,
+        scenarios=("pump_and_dump", "flash_crash", "volume_spike_flat"),
+    )
+    batch, labels = generate(PROFILES, start_ms=T0, duration_s=3 * 3600, injections=injections, seed=TRAIN_SEED)
+    windows = [Window(lb.scenario, lb.symbol, lb.start_ms, lb.end_ms) for lb in labels]
+    return build_dataset(batch.ticks(), windows), tuple(labels)
+
+
+@functools.cache
+def tiny_bundle() -> ModelBundle:
+    data, _ = training_data()
+    return fit_bundle(data, TrainConfig(n_estimators=20))
+
+
+# ---------------------------------------------------------------------------
+# Severity and confidence
+# ---------------------------------------------------------------------------
+unit = st.floats(0.0, 1.0)
+
+
+@given(threshold=unit, a=unit, b=unit)
+def test_severity_is_monotone_and_none_below_threshold(threshold: float, a: float, b: float) -> None:
+    lo, hi = min(a, b), max(a, b)
+    s_lo, s_hi = severity_of(lo, threshold), severity_of(hi, threshold)
+    assert s_lo in SEVERITIES and s_hi in SEVERITIES
+    assert SEVERITIES.index(s_lo) <= SEVERITIES.index(s_hi)
+    assert (s_lo == "none") == (lo < threshold)
+    assert severity_of(1.0, threshold) == "critical"
+
+
+def test_severity_bands() -> None:
+    # threshold 0.4: span 0.2; low [0.4, 0.5), medium [0.5, 0.6), high [0.6, 0.9), critical >= 0.9.
+    got = [severity_of(s, 0.4) for s in (0.39, 0.4, 0.49, 0.5, 0.59, 0.6, 0.89, 0.9, 1.0)]
+    assert got == ["none", "low", "low", "medium", "medium", "high", "high", "critical", "critical"]
+
+
+@given(
+    score=unit,
+    threshold=unit,
+    probs=st.lists(unit, min_size=0, max_size=3),
+)
+def test_confidence_in_unit_interval(score: float, threshold: float, probs: list[float]) -> None:
+    members = dict(zip(MEMBERS, probs, strict=False))
+    c = confidence_of(score, members, threshold)
+    assert 0.0 <= c <= 1.0
+
+
+def test_confidence_meaning() -> None:
+    assert confidence_of(0.9, {"a": 1.0, "b": 1.0, "c": 1.0}, 0.5) == 1.0
+    assert confidence_of(0.1, {"a": 0.0, "b": 0.0, "c": 0.0}, 0.5) == 1.0
+    lone = confidence_of(0.6, {"a": 0.95, "b": 0.1, "c": 0.2}, 0.5)
+    assert lone < 0.5
+    assert confidence_of(0.6, {}, 0.5) == 0.0
+
+
+# ---------------------------------------------------------------------------
+# Verdicts without a bundle
+# ---------------------------------------------------------------------------
+@given(scores=st.lists(unit, max_size=30), threshold=unit)
+def test_stat_only_verdicts_pass_the_score_through(scores: list[float], threshold: float) -> None:
+    out = verdicts(scores, [], None, threshold)
+    assert len(out) == len(scores)
+    for s, v in zip(scores, out, strict=True):
+        assert v.score == s
+        assert v.members == {"statistical": s}
+        assert v.severity == severity_of(s, threshold)
+        assert 0.0 <= v.confidence <= 1.0
+        assert v.votes() == {"statistical": s >= 0.5}
+
+
+def test_empty_batch() -> None:
+    assert verdicts([], [], None, 0.5) == []
+    assert verdicts([], [], tiny_bundle(), 0.5) == []
+    assert tiny_bundle().member_raw(np.zeros((0, len(MODEL_INPUT_NAMES))), np.zeros(0)).shape == (0, len(MEMBERS))
+
+
+# ---------------------------------------------------------------------------
+# A small fitted bundle
+# ---------------------------------------------------------------------------
+def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows from the training data plus synthetic extremes (large z, edge stat scores)."""
+    data, _ = training_data()
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(data.x), size=n, replace=False)
+    x, s = data.x[pick].copy(), data.stat[pick].copy()
+    x[: n // 4] = rng.uniform(-50.0, 50.0, size=(n // 4, x.shape[1]))
+    s[: n // 8] = rng.choice([0.0, 1.0, 1e-300, 0.5], size=n // 8)
+    return x, s
+
+
+def test_bundle_scores_in_unit_interval() -> None:
+    bundle = tiny_bundle()
+    x, s = _rows(400, 1)
+    ens, probs = bundle.score_batch(x, s)
+    assert ens.shape == (400,) and probs.shape == (400, len(MEMBERS))
+    assert np.all((ens >= 0) & (ens <= 1)) and np.all((probs >= 0) & (probs <= 1))
+    for v in verdicts(s.tolist(), x.tolist(), bundle, 0.5):
+        assert 0.0 <= v.score <= 1.0 and 0.0 <= v.confidence <= 1.0
+        assert set(v.members) == set(MEMBERS) and all(0.0 <= p <= 1.0 for p in v.members.values())
+        assert v.severity == severity_of(v.score, 0.5) or abs(v.score - 0.5) < 1e-6
+
+
+def test_batch_scoring_equals_row_by_row() -> None:
+    bundle = tiny_bundle()
+    x, s = _rows(200, 2)
+    ens, probs = bundle.score_batch(x, s)
+    for i in range(len(x)):
+        e1, p1 = bundle.score_batch(x[i : i + 1], s[i : i + 1])
+        assert abs(e1[0] - ens[i]) <= 1e-12
+        assert np.max(np.abs(p1[0] - probs[i])) <= 1e-12
+    batch = verdicts(s.tolist(), x.tolist(), bundle, 0.5)
+    one_by_one = [verdicts([s[i]], [x[i].tolist()], bundle, 0.5)[0] for i in range(len(x))]
+    for a, b in zip(batch, one_by_one, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-6)  # verdict scores are rounded to 6 decimals
+        assert a.members == pytest.approx(b.members, abs=1e-6)
+
+
+def test_training_metrics_recorded() -> None:
+    info = tiny_bundle().info
+    m = info["metrics"]
+    for member in (*MEMBERS, "ensemble"):
+        for kind in ("auc", "ap"):
+            v = m[f"{kind}_{member}"]
+            assert isinstance(v, float) and 0.0 <= v <= 1.0, (kind, member, v)
+    assert m["rows_fit"] > 0 and m["rows_calibration"] > 0
+    assert m["positives_fit"] >= 5 and m["positives_calibration"] >= 5
+    assert info["n_estimators"] == 20
+    # Not a quality benchmark, only a sanity floor: the labelled events are plainly visible.
+    assert m["auc_ensemble"] > 0.7
+
+
+def test_bundle_calibration_is_plain_numbers() -> None:
+    bundle = tiny_bundle()
+    assert set(bundle.calibration) == set(MEMBERS)
+    for p in bundle.calibration.values():
+        assert isinstance(p, Platt) and math.isfinite(p.a) and math.isfinite(p.b)
+    assert len(bundle.stack_weights) == len(MEMBERS) and math.isfinite(bundle.stack_bias)
+
+
+def test_fit_bundle_refuses_too_few_positives() -> None:
+    data, _ = training_data()
+    no_pos = Dataset(data.x, data.stat, np.zeros_like(data.y), data.t)
+    with pytest.raises(ValueError, match="positive"):
+        fit_bundle(no_pos, TrainConfig(n_estimators=5))
+
+
+def test_fitting_is_deterministic() -> None:
+    data, _ = training_data()
+    every3 = Dataset(data.x[::3], data.stat[::3], data.y[::3], data.t[::3])  # smaller, same time span
+    x, s = _rows(100, 3)
+    a = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)
+    b = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

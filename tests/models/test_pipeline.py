@@ -1,0 +1,234 @@
+"""Tests of models.pipeline.Pipeline.process: batch-boundary independence, state round trips,
+deterministic alert ids, cooldown, offset de-duplication, detection of an injected pump and the
+false-alarm rate on quiet synthetic markets."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.alerts import alert_id
+from models.ensemble import MEMBERS, ModelBundle
+from models.pipeline import STAT_ONLY_VERSION, Pipeline, PipelineConfig, Position, SymbolSnapshot
+from models.synthetic import Injection, Label, SymbolProfile, default_profiles, generate
+from models.ticks import Tick
+from tests.models.test_ensemble import tiny_bundle
+
+T0 = 1_700_000_000_000
+H = 3_600_000
+PROFILES = [
+    SymbolProfile("AAAUSDT", 50.0, 0.8, 2.0, True),
+    SymbolProfile("DDD/BTC", 3e-5, 0.2, 500.0, False),
+    SymbolProfile("EEEBTC", 2e-4, 0.3, 80.0, False),
+]
+
+
+@functools.cache
+def scenario() -> tuple[tuple[Tick, ...], tuple[Label, ...]]:
+    """1 h of three symbols: a pump on DDD/BTC after 25 min, a flash crash on AAAUSDT after 35 min."""
+    injections = [
+        Injection("pump_and_dump", "DDD/BTC", T0 + 25 * 60_000, {"pre_accumulation": 0.0}),
+        Injection("flash_crash", "AAAUSDT", T0 + 35 * 60_000),
+    ]
+    batch, labels = generate(PROFILES, start_ms=T0, duration_s=3600, injections=injections, seed=9)
+    return tuple(batch.ticks()), tuple(labels)
+
+
+def bundle_for(with_bundle: bool) -> ModelBundle | None:
+    return tiny_bundle() if with_bundle else None
+
+
+def run_batches(
+    pipeline: Pipeline,
+    ticks: tuple[Tick, ...],
+    cuts: list[int],
+    round_trip: bool = False,
+    snaps: dict[str, SymbolSnapshot] | None = None,
+) -> dict[str, Any]:
+    """Process ``ticks`` cut at ``cuts``; everything observable, in comparable (JSON) form."""
+    snaps = {} if snaps is None else snaps
+    alerts: list[dict[str, Any]] = []
+    scores: list[float | None] = []
+    bounds = [0, *sorted(set(cuts)), len(ticks)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if round_trip:
+            snaps = {
+                s: SymbolSnapshot.from_state(json.loads(json.dumps(snap.to_state(), allow_nan=False)), pipeline.config)
+                for s, snap in snaps.items()
+            }
+        res = pipeline.process(snaps, ticks[lo:hi])
+        assert res.skipped == 0 and len(res.scores) == hi - lo
+        alerts.extend(a.to_dict() for a in res.alerts)
+        scores.extend(res.scores)
+    return {
+        "alerts": alerts,
+        "scores": scores,
+        "state": {s: json.loads(json.dumps(snap.to_state(), allow_nan=False)) for s, snap in sorted(snaps.items())},
+    }
+
+
+@functools.cache
+def one_batch(with_bundle: bool) -> dict[str, Any]:
+    ticks, _ = scenario()
+    return run_batches(Pipeline(bundle=bundle_for(with_bundle)), ticks, [])
+
+
+cut_lists = st.lists(st.integers(1, 10**9), max_size=12)
+
+
+# ---------------------------------------------------------------------------
+# (a) batch boundaries, (b) state round trip
+# ---------------------------------------------------------------------------
+def test_scenario_is_not_trivial() -> None:
+    for with_bundle in (False, True):
+        ref = one_batch(with_bundle)
+        assert len(ref["alerts"]) >= 2, with_bundle
+        assert all(s is not None for s in ref["scores"])
+
+
+@settings(max_examples=8)
+@given(cuts=cut_lists, with_bundle=st.booleans())
+def test_result_independent_of_batch_boundaries(cuts: list[int], with_bundle: bool) -> None:
+    ticks, _ = scenario()
+    got = run_batches(Pipeline(bundle=bundle_for(with_bundle)), ticks, [c % len(ticks) for c in cuts])
+    assert got == one_batch(with_bundle)
+
+
+def test_single_tick_batches_around_the_alerts() -> None:
+    """The extreme cut: every tick of the busiest stretch in a batch of its own."""
+    ticks, _ = scenario()
+    ref = one_batch(True)
+    first = min(a["event_time"] for a in ref["alerts"])
+    start = next(i for i, t in enumerate(ticks) if t.timestamp >= first - 60_000)
+    cuts = list(range(start, min(len(ticks), start + 150)))
+    assert run_batches(Pipeline(bundle=tiny_bundle()), ticks, cuts) == ref
+
+
+@settings(max_examples=8)
+@given(cuts=cut_lists, with_bundle=st.booleans())
+def test_state_json_round_trip_between_batches(cuts: list[int], with_bundle: bool) -> None:
+    ticks, _ = scenario()
+    pipeline = Pipeline(bundle=bundle_for(with_bundle))
+    got = run_batches(pipeline, ticks, [c % len(ticks) for c in cuts], round_trip=True)
+    assert got == one_batch(with_bundle)
+
+
+# ---------------------------------------------------------------------------
+# (c) ids, (d) cooldown
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("with_bundle", [False, True])
+def test_alert_ids_are_deterministic(with_bundle: bool) -> None:
+    ticks, _ = scenario()
+    bundle = bundle_for(with_bundle)
+    a = Pipeline(bundle=bundle).process({}, ticks).alerts
+    b = Pipeline(bundle=bundle).process({}, ticks).alerts
+    assert [x.alert_id for x in a] == [x.alert_id for x in b] and a
+    version = STAT_ONLY_VERSION if bundle is None else bundle.version
+    for x in a:
+        assert x.alert_id == alert_id(x.symbol, x.event_time, version) and x.model_version == version
+    assert len({x.alert_id for x in a}) == len(a)
+
+
+@pytest.mark.parametrize("cooldown_s", [0.0, 60.0, 300.0, 1800.0])
+def test_cooldown_in_event_time(cooldown_s: float) -> None:
+    ticks, _ = scenario()
+    config = PipelineConfig(alert_threshold=0.3, cooldown_s=cooldown_s)
+    pipeline = Pipeline(config)
+    snaps: dict[str, SymbolSnapshot] = {}
+    res = pipeline.process(snaps, ticks)
+    by_symbol: dict[str, list[int]] = collections.defaultdict(list)
+    for a in res.alerts:
+        by_symbol[a.symbol].append(a.event_time)
+    for times in by_symbol.values():
+        assert all(b - a >= cooldown_s * 1000 for a, b in zip(times, times[1:], strict=False)), times
+    # Not vacuous: ticks above the threshold were there, and the cooldown dropped some of them.
+    above = sum(1 for s in res.scores if s is not None and s >= config.alert_threshold)
+    if cooldown_s == 0.0:
+        assert len(res.alerts) == above
+    else:
+        assert len(res.alerts) < above
+    assert sum(len(v) >= 2 for v in by_symbol.values()) >= 1 or cooldown_s == 1800.0
+    for sym, snap in snaps.items():
+        assert snap.alerts == len(by_symbol.get(sym, []))
+        if by_symbol.get(sym):
+            assert snap.last_alert_ms == by_symbol[sym][-1]
+
+
+# ---------------------------------------------------------------------------
+# (e) offsets
+# ---------------------------------------------------------------------------
+def test_redelivered_ticks_are_skipped() -> None:
+    ticks, _ = scenario()
+    positions = [Position("ticks", i % 3, i) for i in range(len(ticks))]
+    pipeline = Pipeline(bundle=tiny_bundle())
+    snaps: dict[str, SymbolSnapshot] = {}
+    first = pipeline.process(snaps, ticks, positions)
+    assert first.skipped == 0 and first.alerts
+    before = {s: json.dumps(v.to_state()) for s, v in snaps.items()}
+    again = pipeline.process(snaps, ticks, positions)
+    assert again.skipped == len(ticks)
+    assert again.alerts == [] and again.scores == [None] * len(ticks) and again.touched == set()
+    assert {s: json.dumps(v.to_state()) for s, v in snaps.items()} == before
+
+
+def test_partial_redelivery_equals_one_pass() -> None:
+    """A crash after the table write: the batch is redelivered together with new ticks."""
+    ticks, _ = scenario()
+    positions = [Position("ticks", 0, 1000 + i) for i in range(len(ticks))]
+    ref_snaps: dict[str, SymbolSnapshot] = {}
+    ref = Pipeline().process(ref_snaps, ticks, positions)
+    snaps: dict[str, SymbolSnapshot] = {}
+    k, m = len(ticks) // 2, len(ticks) // 3
+    part1 = Pipeline().process(snaps, ticks[:k], positions[:k])
+    part2 = Pipeline().process(snaps, ticks[m:], positions[m:])  # ticks m..k-1 again
+    assert part2.skipped == k - m
+    assert [a.to_dict() for a in part1.alerts + part2.alerts] == [a.to_dict() for a in ref.alerts]
+    assert part2.scores[: k - m] == [None] * (k - m)
+    assert part1.scores + part2.scores[k - m :] == ref.scores
+    assert {s: v.to_state() for s, v in snaps.items()} == {s: v.to_state() for s, v in ref_snaps.items()}
+
+
+# ---------------------------------------------------------------------------
+# (f) detection, (g) quiet market
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("with_bundle", [False, True])
+def test_injected_pump_raises_an_alert_inside_its_window(with_bundle: bool) -> None:
+    ticks, labels = scenario()
+    pump = next(lb for lb in labels if lb.scenario == "pump_and_dump")
+    res = Pipeline(bundle=bundle_for(with_bundle)).process({}, ticks)
+    hits = [a for a in res.alerts if a.symbol == pump.symbol and pump.start_ms <= a.event_time <= pump.end_ms]
+    assert hits, [(a.symbol, a.event_time) for a in res.alerts]
+    a = hits[0]
+    assert a.top_features and all({"feature", "value", "z"} <= set(f) for f in a.top_features)
+    assert a.detectors and set(a.detectors) == ({"statistical"} if not with_bundle else set(MEMBERS))
+    assert all(0.0 <= d["score"] <= 1.0 and isinstance(d["vote"], bool) for d in a.detectors.values())
+    assert a.severity != "none" and a.score >= a.threshold
+    d = a.to_dict()
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_few_alerts_on_a_quiet_market() -> None:
+    """No injections: 6 default symbols (3 liquid at 2-4 trades/s, 3 illiquid) for 1 h of warm-up
+    then 6 h measured, stat-only (the calibrated ensemble is only as good as its training data).
+
+    Bound: measured over seeds 1-5 of this set-up (default_profiles(6, seed) and generate(seed)),
+    the measured 6 h held 4, 5, 1, 2, 1 alerts, i.e. at most 3.3 per symbol-day, all on honest
+    heavy-tailed price moves (rules z_price_change_pct / z_momentum / z_buy_sell_imbalance /
+    z_volume_ratio). The assertion allows 4 per symbol-day (6 in the 1.5 symbol-days measured) and 3
+    per symbol: a noisy or unprotected detector gives tens to hundreds here. Seed 3 is run because it
+    is the cheapest of the five (fewest ticks), not because it has the fewest alerts.
+    """
+    profiles = default_profiles(6, seed=3)
+    batch, _ = generate(profiles, start_ms=T0, duration_s=7 * 3600, seed=3)
+    res = Pipeline().process({}, list(batch.ticks()))
+    measured = [a for a in res.alerts if a.event_time >= T0 + H]
+    symbol_days = 6 * 6 / 24
+    assert len(measured) <= 4 * symbol_days, [(a.symbol, a.event_time, a.rule) for a in measured]
+    per_symbol = collections.Counter(a.symbol for a in measured)
+    assert max(per_symbol.values(), default=0) <= 3, per_symbol
