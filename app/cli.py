@@ -60,9 +60,10 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     with tqdm(total=len(batch), unit="tick", desc="features", file=sys.stderr, mininterval=2.0) as bar:
         data = build_dataset(batch.ticks(), windows, pipeline_config(settings), progress=bar.update)
     logger.info("dataset: %d rows, %d positive", len(data.y), int(data.y.sum()))
-    bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees))
+    bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees), cooldown_s=settings.cooldown_s)
     path = save_bundle(bundle, settings.model_dir)
-    sys.stdout.write(json.dumps({"version": bundle.version, "path": str(path), **bundle.info["metrics"]}) + "\n")
+    sys.stdout.write(json.dumps({"version": bundle.version, "path": str(path), "threshold": bundle.threshold,
+                                 "events_calibration": bundle.info["events_calibration"]}) + "\n")
     return 0
 
 
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the ensemble on labelled synthetic data and save an artifact")
     t.add_argument("--symbols", type=int, default=12)
     t.add_argument("--hours", type=float, default=6.0)
-    t.add_argument("--events-per-day", type=float, default=6.0)
+    t.add_argument("--events-per-day", type=float, default=12.0)
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
     t.set_defaults(func=cmd_train)

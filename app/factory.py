@@ -35,8 +35,11 @@ def load_models(settings: Settings) -> ModelBundle | None:
     return bundle
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
-    return PipelineConfig(alert_threshold=settings.alert_threshold, cooldown_s=settings.cooldown_s)
+def pipeline_config(settings: Settings, bundle: ModelBundle | None = None) -> PipelineConfig:
+    threshold = settings.alert_threshold
+    if threshold is None:
+        threshold = bundle.threshold if bundle is not None else 0.5
+    return PipelineConfig(alert_threshold=threshold, cooldown_s=settings.cooldown_s)
 
 
 def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
@@ -100,7 +103,7 @@ def create_app(
                       help="Per-symbol snapshot: indicators, baselines, cooldown, applied offsets (JSON).")
     metrics = Metrics.create()
     processor = TickProcessor(
-        pipeline=Pipeline(pipeline_config(settings), bundle), table=table, alerts_topic=alerts, dlq_topic=dlq,
+        pipeline=Pipeline(pipeline_config(settings, bundle), bundle), table=table, alerts_topic=alerts, dlq_topic=dlq,
         keyed_topic=keyed, ticks_topic_name=settings.ticks_topic, metrics=metrics,
     )
     source = app.topic(settings.ticks_topic, keyed.get_topic_name(), key_type=bytes, value_type=bytes,

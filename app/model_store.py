@@ -66,6 +66,7 @@ def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
         "input_names": list(MODEL_INPUT_NAMES),
         "calibration": {m: [p.a, p.b] for m, p in bundle.calibration.items()},
         "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias},
+        "threshold": bundle.threshold,
         "info": bundle.info,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -122,4 +123,5 @@ def load_bundle(model_dir: Path, version: str | None = None) -> ModelBundle:
         stack_weights=tuple(stack["weights"]),
         stack_bias=float(stack["bias"]),
         info=manifest.get("info", {}),
+        threshold=float(manifest["threshold"]),
     )

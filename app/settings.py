@@ -52,7 +52,11 @@ class Settings(BaseSettings):
     model_version: str | None = Field(
         None, description="Pin a model version (directory name under model_dir); unset = newest."
     )
-    alert_threshold: float = Field(0.5, ge=0, le=1, description="Calibrated ensemble score that raises an alert.")
+    alert_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="Ensemble score that raises an alert; unset = the model's threshold (chosen by event-level "
+        "evaluation at training), 0.5 with the statistical layer alone.",
+    )
     cooldown_s: float = Field(300.0, ge=0, description="Event-time seconds after an alert before the same symbol alerts again.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 

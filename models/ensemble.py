@@ -59,6 +59,8 @@ class ModelBundle:
         Applied to the raw member outputs: statistical logit, ``-score_samples``, ``predict_proba``.
     stack_weights, stack_bias :
         Ensemble p = sigmoid(sum_i w_i * logit(p_i) + bias).
+    threshold : float
+        The alert threshold chosen at training time (best event-level F1 on the held-out split).
     """
 
     version: str
@@ -68,6 +70,7 @@ class ModelBundle:
     stack_weights: tuple[float, ...]
     stack_bias: float
     info: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5  # alert threshold chosen by event-level evaluation at training time
 
     def member_raw(self, x: np.ndarray, stat_scores: np.ndarray) -> np.ndarray:
         """Raw member outputs for a batch: shape (n, 3) in :data:`MEMBERS` order."""

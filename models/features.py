@@ -143,6 +143,9 @@ class FeatureEngine:
         self.flat_trades = 0  # consecutive trades at an unchanged price (a stale feed keeps it growing)
         self.bands_last = math.nan  # previous bar close, for bar log-returns
         self._new_bar_state()
+        self._new_rates()
+
+    def _new_rates(self) -> None:
         fast, slow = self.config.fast_tau_s, self.config.slow_tau_s
         self.trades_fast, self.trades_slow = DecayingRate(fast), DecayingRate(slow)
         self.volume_fast, self.volume_slow = DecayingRate(fast), DecayingRate(slow)
@@ -180,7 +183,10 @@ class FeatureEngine:
             return
         gap_s = (ts - (self.last_ms or ts)) / 1000.0
         if gap_s > self.config.max_gap_s:
+            # The market before the gap no longer exists: restart the bars and the rates (the
+            # rates' bias correction then measures from the resume, as after the first tick).
             self._new_bar_state()
+            self._new_rates()
             self.bands_last = math.nan
             self.started_ms = ts
             self.rates_started_ms = ts

@@ -24,7 +24,7 @@ REQUIRED_FIELDS = ("symbol", "price", "quantity", "timestamp")
 MIN_TIMESTAMP_MS = 946_684_800_000
 MAX_TIMESTAMP_MS = 4_102_444_800_000
 MAX_SYMBOL_LEN = 40
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$")
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]*")  # used with fullmatch: "$" would allow "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,10 @@ class Tick:
 def _positive_finite(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadTickError("wrong_type", f"{name} must be a number, got {type(value).__name__}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond float range (json, not orjson, produces these)
+        raise BadTickError("not_finite", f"{name} is too large") from None
     if not math.isfinite(x):
         raise BadTickError("not_finite", f"{name} is {value!r}")
     if x <= 0.0:
@@ -117,7 +120,7 @@ def tick_from_dict(raw: Any) -> Tick:
     symbol = raw["symbol"]
     if not isinstance(symbol, str):
         raise BadTickError("wrong_type", f"symbol must be a string, got {type(symbol).__name__}")
-    if not symbol or len(symbol) > MAX_SYMBOL_LEN or not _SYMBOL_RE.match(symbol):
+    if not symbol or len(symbol) > MAX_SYMBOL_LEN or not _SYMBOL_RE.fullmatch(symbol):
         raise BadTickError("bad_symbol", repr(symbol[:60]))
 
     price = _positive_finite("price", raw["price"])

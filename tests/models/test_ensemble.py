@@ -7,6 +7,7 @@ also used by test_pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -164,6 +165,13 @@ def test_training_metrics_recorded() -> None:
     assert m["rows_fit"] > 0 and m["rows_calibration"] > 0
     assert m["positives_fit"] >= 5 and m["positives_calibration"] >= 5
     assert info["n_estimators"] == 20
+    # The alert threshold chosen on the calibration period, with its event-level figures.
+    bundle = tiny_bundle()
+    assert 0.0 < bundle.threshold < 1.0
+    events = info["events_calibration"]
+    assert events["ensemble"]["threshold"] == bundle.threshold
+    for member in (*MEMBERS, "ensemble"):
+        assert 0.0 <= events[member]["recall"] <= 1.0 and 0.0 <= events[member]["precision"] <= 1.0
     # Not a quality benchmark, only a sanity floor: the labelled events are plainly visible.
     assert m["auc_ensemble"] > 0.7
 
@@ -178,14 +186,24 @@ def test_bundle_calibration_is_plain_numbers() -> None:
 
 def test_fit_bundle_refuses_too_few_positives() -> None:
     data, _ = training_data()
-    no_pos = Dataset(data.x, data.stat, np.zeros_like(data.y), data.t)
+    no_pos = dataclasses.replace(data, y=np.zeros_like(data.y))
     with pytest.raises(ValueError, match="positive"):
         fit_bundle(no_pos, TrainConfig(n_estimators=5))
 
 
+def _every(data: Dataset, step: int) -> Dataset:
+    """Every step-th row (all per-row arrays sliced alike), same time span."""
+    n = len(data.y)
+    return dataclasses.replace(data, **{
+        f.name: v[::step]
+        for f in dataclasses.fields(data)
+        if isinstance(v := getattr(data, f.name), np.ndarray) and len(v) == n
+    })  # fmt: skip
+
+
 def test_fitting_is_deterministic() -> None:
     data, _ = training_data()
-    every3 = Dataset(data.x[::3], data.stat[::3], data.y[::3], data.t[::3])  # smaller, same time span
+    every3 = _every(data, 3)
     x, s = _rows(100, 3)
     a = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)
     b = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)

@@ -1,0 +1,44 @@
+# CryptoTrace: `make demo` and `make test` work on a fresh machine with python3 (>= 3.10).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= artifacts/models
+DEMO_SECONDS ?=
+
+.PHONY: install model demo worker test test-unit test-integration lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Train the ensemble on synthetic labelled data once; the worker verifies and loads it.
+model: install
+	@if ls $(MODEL_DIR)/*/manifest.json >/dev/null 2>&1; then echo "model present in $(MODEL_DIR)"; \
+	else $(VENV)/bin/cryptotrace train; fi
+
+# Embedded broker + worker + synthetic feed; alerts printed live. DEMO_SECONDS=N stops after N s.
+demo: model
+	$(VENV)/bin/cryptotrace demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
+
+worker: install
+	$(VENV)/bin/cryptotrace worker
+
+test: install
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: install
+	$(PY) -m pytest -q -m integration
+
+lint: install
+	$(VENV)/bin/ruff check app agents models tests benchmarks
+	$(VENV)/bin/mypy app agents models
+
+clean:
+	rm -rf $(VENV) cryptotrace-data artifacts .pytest_cache .hypothesis
