@@ -44,8 +44,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.model_store import save_bundle
     from app.factory import pipeline_config
+    from app.model_store import save_bundle
     from models.synthetic import default_profiles, generate, random_injections
     from models.training import TrainConfig, Window, build_dataset, fit_bundle
 

@@ -105,6 +105,7 @@ def create_app(
     processor = TickProcessor(
         pipeline=Pipeline(pipeline_config(settings, bundle), bundle), table=table, alerts_topic=alerts, dlq_topic=dlq,
         keyed_topic=keyed, ticks_topic_name=settings.ticks_topic, metrics=metrics,
+        partitions_of=lambda topic: app.consumer.topic_partitions(topic),
     )
     source = app.topic(settings.ticks_topic, keyed.get_topic_name(), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
@@ -116,9 +117,10 @@ def create_app(
     register_tick_agent(app, source, processor, settings)
     register_views(app, processor, settings)
 
-    @app.on_partitions_revoked.connect
-    async def _on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
+    async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         processor.forget_cached_state()
+
+    app.on_partitions_revoked.connect(_on_revoked)  # type: ignore[arg-type]
 
     app.cryptotrace = processor  # type: ignore[attr-defined]
     return app

@@ -103,10 +103,14 @@ def load_bundle(model_dir: Path, version: str | None = None) -> ModelBundle:
         raise ConfigError(f"model {version}: manifest format/version mismatch")
     actual = _sha256(path / MODEL_FILE)
     if actual != manifest["model_sha256"]:
-        raise ConfigError(f"model {version}: {MODEL_FILE} hash {actual[:12]} != manifest {manifest['model_sha256'][:12]}")
+        raise ConfigError(
+            f"model {version}: {MODEL_FILE} hash {actual[:12]} != manifest {manifest['model_sha256'][:12]}"
+        )
     trained_with = manifest["libraries"]["scikit-learn"]
     if _minor(trained_with) != _minor(sklearn.__version__):
-        raise ConfigError(f"model {version} was trained with scikit-learn {trained_with}, running {sklearn.__version__}")
+        raise ConfigError(
+            f"model {version} was trained with scikit-learn {trained_with}, running {sklearn.__version__}"
+        )
     if manifest["input_names"] != list(MODEL_INPUT_NAMES):
         raise ConfigError(f"model {version} expects inputs {manifest['input_names']}, code has {MODEL_INPUT_NAMES}")
     untrusted = sio.get_untrusted_types(file=path / MODEL_FILE)

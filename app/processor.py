@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -36,8 +36,11 @@ class TickProcessor:
 
     def __init__(
         self, *, pipeline: Pipeline, table: Any, alerts_topic: Any, dlq_topic: Any, keyed_topic: Any,
-        ticks_topic_name: str, metrics: Metrics, recent_alerts: int = 1000,
+        ticks_topic_name: str, metrics: Metrics, partitions_of: Callable[[str], int | None],
+        recent_alerts: int = 1000,
     ) -> None:
+        """``partitions_of(topic)`` gives a topic's partition count (broker metadata)."""
+        self.partitions_of = partitions_of
         self.pipeline = pipeline
         self.table = table
         self.alerts_topic = alerts_topic
@@ -73,7 +76,9 @@ class TickProcessor:
             home = self._routes[key] = partition_for(symbol, partitions)
         return home
 
-    async def handle(self, stream: Any, events: Sequence[Any], consumer: Any) -> list[Alert]:
+    async def handle(self, stream: Any, events: Sequence[Any]) -> list[Alert]:
+        """Process one micro-batch of events (from one or several partitions)."""
+        partitions_of = self.partitions_of
         started = time.perf_counter()
         now_ms = time.time() * 1000.0
         by_partition: dict[int, tuple[Any, list[Tick], list[Position]]] = {}
@@ -87,7 +92,7 @@ class TickProcessor:
                 await self.dlq_topic.send(value=bad.dlq_record(msg.topic, msg.partition, msg.offset))
             if not ticks:
                 continue
-            partitions = consumer.topic_partitions(msg.topic) or 1
+            partitions = partitions_of(msg.topic) or 1
             local: list[Tick] = []
             for tick in ticks:
                 if self._home(tick.symbol, partitions) == msg.partition:

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         description="Ensemble score that raises an alert; unset = the model's threshold (chosen by event-level "
         "evaluation at training), 0.5 with the statistical layer alone.",
     )
-    cooldown_s: float = Field(300.0, ge=0, description="Event-time seconds after an alert before the same symbol alerts again.")
+    cooldown_s: float = Field(
+        300.0, ge=0, description="Event-time seconds after an alert before the same symbol alerts again."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
     @property

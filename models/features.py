@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from models.indicators import MACD, EMA, DecayingRate, Lag, RollingMeanStd, WilderRSI
+from models.indicators import EMA, MACD, DecayingRate, Lag, RollingMeanStd, WilderRSI
 from models.ticks import Tick
 
 SCHEMA_VERSION = 1

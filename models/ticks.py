@@ -102,7 +102,8 @@ def tick_from_dict(raw: Any) -> Tick:
     --------
     >>> tick_from_dict({"symbol": "BTCUSDT", "price": 50000, "quantity": 0.1,
     ...                 "timestamp": 1700000000000, "side": "buy"})
-    Tick(symbol='BTCUSDT', price=50000.0, quantity=0.1, timestamp=1700000000000, side='buy', exchange=None, trade_id=None)
+    Tick(symbol='BTCUSDT', price=50000.0, quantity=0.1, timestamp=1700000000000, side='buy',
+         exchange=None, trade_id=None)
     >>> tick_from_dict({"symbol": "BTCUSDT", "price": -1, "quantity": 1, "timestamp": 1700000000000})
     Traceback (most recent call last):
     ...
@@ -135,11 +136,16 @@ def tick_from_dict(raw: Any) -> Tick:
     if not MIN_TIMESTAMP_MS <= ts_ms <= MAX_TIMESTAMP_MS:
         raise BadTickError("bad_timestamp", f"{ts_ms} is not ms since the epoch in 2000..2100")
 
-    side = raw.get("side")
-    if side is not None:
-        if not isinstance(side, str) or side.lower() not in ("buy", "sell"):
-            raise BadTickError("bad_side", repr(side))
-        side = side.lower()
+    raw_side = raw.get("side")
+    side: Side | None = None
+    if raw_side is not None:
+        lowered = raw_side.lower() if isinstance(raw_side, str) else None
+        if lowered == "buy":
+            side = "buy"
+        elif lowered == "sell":
+            side = "sell"
+        else:
+            raise BadTickError("bad_side", repr(raw_side))
 
     exchange = raw.get("exchange")
     if exchange is not None and not isinstance(exchange, str):
