@@ -81,7 +81,9 @@ class TickProcessor:
         partitions_of = self.partitions_of
         started = time.perf_counter()
         now_ms = time.time() * 1000.0
-        by_partition: dict[int, tuple[Any, list[Tick], list[Position]]] = {}
+        local: list[Tick] = []
+        positions: list[Position] = []
+        event_of_partition: dict[int, Any] = {}
         for event in events:
             msg = event.message
             ticks, rejected = decode_ticks(event.value)
@@ -93,45 +95,46 @@ class TickProcessor:
             if not ticks:
                 continue
             partitions = partitions_of(msg.topic) or 1
-            local: list[Tick] = []
-            for tick in ticks:
+            # One Kafka record may carry several ticks: they share an offset, told apart by a
+            # sub-index so redelivery detection still works (offset * 2^16 + index).
+            base = msg.offset << 16
+            for j, tick in enumerate(ticks):
                 if self._home(tick.symbol, partitions) == msg.partition:
                     local.append(tick)
+                    positions.append(Position(msg.topic, msg.partition, base + j))
                 else:
                     # Not keyed by symbol: its state lives on another partition; re-key it.
                     self.metrics.ticks_forwarded.inc()
                     await self.keyed_topic.send(key=tick.symbol, value=encode(tick.to_dict()))
-            if not local:
-                continue
-            group = by_partition.setdefault(msg.partition, (event, [], []))
-            group[1].extend(local)
-            # One Kafka record may carry several ticks: they share an offset, told apart by a
-            # sub-index so redelivery detection still works (offset * 2^16 + index).
-            base = msg.offset << 16
-            group[2].extend(Position(msg.topic, msg.partition, base + j) for j in range(len(local)))
+            event_of_partition[msg.partition] = event
             self.metrics.end_to_end_ms.observe(max(0.0, now_ms - msg.timestamp))
 
-        alerts: list[Alert] = []
-        for event, ticks, positions in by_partition.values():
-            for symbol in {t.symbol for t in ticks}:
-                self._snapshot(symbol)
-            result = self.pipeline.process(self.cache, ticks, positions)
-            for alert in result.alerts:
-                record = alert.to_dict()
-                await self.alerts_topic.send(key=alert.symbol, value=encode(record))
-                self.recent.append(record)
-                self.metrics.alerts.labels(alert.severity, alert.rule).inc()
-                logger.info("alert %s %s score=%.3f severity=%s rule=%s", alert.symbol, alert.alert_id,
-                            alert.score, alert.severity, alert.rule)
-            # Table writes go to the changelog partition of the current event: make it this
-            # partition's event (a batch spans partitions). One write per symbol per batch.
+        if not local:
+            self.metrics.batches.inc()
+            return []
+        for symbol in {t.symbol for t in local}:
+            self._snapshot(symbol)
+        # The whole batch in one pipeline call: one model call per batch, whatever the partitions.
+        result = self.pipeline.process(self.cache, local, positions)
+        for alert in result.alerts:
+            record = alert.to_dict()
+            await self.alerts_topic.send(key=alert.symbol, value=encode(record))
+            self.recent.append(record)
+            self.metrics.alerts.labels(alert.severity, alert.rule).inc()
+            logger.info("alert %s %s score=%.3f severity=%s rule=%s", alert.symbol, alert.alert_id,
+                        alert.score, alert.severity, alert.rule)
+        # Table writes go to the changelog partition of the *current event*, and a batch spans
+        # partitions: write each partition's symbols with one of its own events current.
+        # One write per symbol per batch.
+        home_of = {pos_tick.symbol: pos.partition for pos_tick, pos in zip(local, positions, strict=True)}
+        for partition, event in event_of_partition.items():
             stream._set_current_event(event)
             for symbol in result.touched:
-                self.table[symbol] = encode(self.cache[symbol].to_state())
-            self.metrics.ticks_processed.inc(len(ticks) - result.skipped)
-            self.metrics.ticks_redelivered.inc(result.skipped)
-            alerts.extend(result.alerts)
+                if home_of[symbol] == partition:
+                    self.table[symbol] = encode(self.cache[symbol].to_state())
+        self.metrics.ticks_processed.inc(len(local) - result.skipped)
+        self.metrics.ticks_redelivered.inc(result.skipped)
         self.metrics.batches.inc()
         self.metrics.symbols.set(len(self.cache))
         self.metrics.batch_ms.observe((time.perf_counter() - started) * 1000.0)
-        return alerts
+        return result.alerts

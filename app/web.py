@@ -13,6 +13,21 @@ from app.processor import TickProcessor
 from app.settings import Settings
 
 
+def _samples(metric: Any) -> list[Any]:
+    return [s for m in metric.collect() for s in m.samples if s.name.endswith("_total")]
+
+
+def _total(metric: Any) -> float:
+    return float(sum(s.value for s in _samples(metric)))
+
+
+def _by_label(metric: Any, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in _samples(metric):
+        out[s.labels[label]] = out.get(s.labels[label], 0.0) + s.value
+    return out
+
+
 def register_views(app: faust.App, processor: TickProcessor, settings: Settings) -> None:
     metrics = processor.metrics
 
@@ -22,16 +37,15 @@ def register_views(app: faust.App, processor: TickProcessor, settings: Settings)
 
     @app.page("/stats")
     async def stats(web: Any, request: Request) -> Response:
-        rejected = {
-            s.labels["reason"]: s.value
-            for m in metrics.ticks_rejected.collect() for s in m.samples if s.name.endswith("_total")
-        }
         return web.json({
-            "ticks_processed": int(metrics.ticks_processed._value.get()),
-            "ticks_rejected": rejected,
-            "ticks_forwarded": int(metrics.ticks_forwarded._value.get()),
-            "alerts": len(processor.recent),
+            "ticks_processed": int(_total(metrics.ticks_processed)),
+            "ticks_rejected": _by_label(metrics.ticks_rejected, "reason"),
+            "ticks_forwarded": int(_total(metrics.ticks_forwarded)),
+            "ticks_redelivered": int(_total(metrics.ticks_redelivered)),
+            "alerts": int(sum(_by_label(metrics.alerts, "severity").values())),
+            "symbols_cached": len(processor.cache),
             "model_version": processor.pipeline.model_version,
+            "alert_threshold": processor.pipeline.config.alert_threshold,
         })
 
     @app.page("/alerts")
