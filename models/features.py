@@ -127,7 +127,7 @@ class FeatureEngine:
     >>> f = eng.update(Tick("BTCUSDT", 100.0, 1.0, 1_700_000_000_000, "buy"))
     >>> f.warming_up, f.hour_of_day, f.buy_sell_imbalance
     (True, 22.0, 1.0)
-    >>> FeatureEngine.from_state(eng.to_state()).to_state() == eng.to_state()
+    >>> FeatureEngine.from_state("BTCUSDT", eng.to_state()).to_state() == eng.to_state()
     True
     """
 
