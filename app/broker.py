@@ -8,9 +8,12 @@ use a real Kafka cluster instead.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +34,17 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel SIGTERM the broker when the process that started it dies.
+
+    Without it a worker killed with SIGKILL (or a test runner killed by a timeout) would leave
+    the broker running and its port taken.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def broker_binary() -> str:
@@ -75,7 +89,10 @@ class EmbeddedBroker:
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         logger.info("starting embedded broker on %s (memory only)", self.bootstrap)
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # Own session: a Ctrl-C in the terminal reaches the worker, which stops the broker after
+        # its clean shutdown, instead of killing the broker under it.
+        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=_die_with_parent)  # noqa: PLW1509
         deadline = time.monotonic() + self.start_timeout_s
         while not _port_open(self.port):
             if self._proc.poll() is not None:
