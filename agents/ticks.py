@@ -19,6 +19,6 @@ def register_tick_agent(app: faust.App, source: Any, processor: TickProcessor, s
     @app.agent(source, name="cryptotrace.process_ticks", concurrency=1)
     async def process_ticks(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await processor.handle(stream, events)
+            await processor.handle(events)
 
     return process_ticks

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
+
+# Faust's tables and RocksDB store take the partition of a write (and the one DB a read looks
+# in) from this context variable, which Faust sets while an agent iterates a stream event by
+# event. Our agent takes micro-batches spanning partitions, so it sets the variable itself,
+# in its own task only: never Stream.current_event, which take_events' background reader uses
+# to pair each buffered value with its event (overwriting it there loses records).
+from faust.streams import _current_event
 
 from app.codec import decode, decode_ticks, encode
 from app.metrics import Metrics
@@ -24,6 +33,16 @@ from models.ticks import Tick
 
 logger = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
+
+
+@contextmanager
+def _as_current_event(event: Any | None) -> Iterator[None]:
+    """Table reads with ``None`` search every local partition; writes need their partition's event."""
+    token = _current_event.set(None if event is None else weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def partition_for(symbol: str, partitions: int) -> int:
@@ -61,7 +80,8 @@ class TickProcessor:
     def _snapshot(self, symbol: str) -> SymbolSnapshot | None:
         snap = self.cache.get(symbol)
         if snap is None:
-            raw = self.table.get(symbol)
+            with _as_current_event(None):
+                raw = self.table.get(symbol)
             if raw is not None:
                 snap = SymbolSnapshot.from_state(decode(raw), self.pipeline.config)
                 self.cache[symbol] = snap
@@ -76,7 +96,7 @@ class TickProcessor:
             home = self._routes[key] = partition_for(symbol, partitions)
         return home
 
-    async def handle(self, stream: Any, events: Sequence[Any]) -> list[Alert]:
+    async def handle(self, events: Sequence[Any]) -> list[Alert]:
         """Process one micro-batch of events (from one or several partitions)."""
         partitions_of = self.partitions_of
         started = time.perf_counter()
@@ -128,10 +148,10 @@ class TickProcessor:
         # One write per symbol per batch.
         home_of = {pos_tick.symbol: pos.partition for pos_tick, pos in zip(local, positions, strict=True)}
         for partition, event in event_of_partition.items():
-            stream._set_current_event(event)
-            for symbol in result.touched:
-                if home_of[symbol] == partition:
-                    self.table[symbol] = encode(self.cache[symbol].to_state())
+            with _as_current_event(event):
+                for symbol in result.touched:
+                    if home_of[symbol] == partition:
+                        self.table[symbol] = encode(self.cache[symbol].to_state())
         self.metrics.ticks_processed.inc(len(local) - result.skipped)
         self.metrics.ticks_redelivered.inc(result.skipped)
         self.metrics.batches.inc()
