@@ -1,4 +1,4 @@
-"""The ``cryptotrace`` command: worker, train, feed, demo."""
+"""The ``cryptotrace`` command: worker, train, feed, demo, backtest."""
 
 from __future__ import annotations
 
@@ -104,6 +104,24 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if "ticks_processed" in summary else 1
 
 
+def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from app.backtest import BacktestOptions, run_backtest
+    from models.errors import ConfigError
+
+    try:
+        opts = BacktestOptions(ticks=args.ticks, labels=args.labels, out=args.out, threshold=args.threshold,
+                               model_version=args.model_version, batch_size=args.batch_size,
+                               max_plots=args.max_plots)
+        report = run_backtest(settings, opts)
+    except (OSError, ValueError, ConfigError) as exc:  # bad input or model: a message, not a traceback
+        logger.error("backtest failed: %s", exc)
+        return 2
+    keys = ("events", "detected", "recall", "precision", "f1", "false_alarms_per_symbol_day", "delay_median_s",
+            "ticks_processed", "rejected_total", "ticks_per_s", "model_version", "threshold")
+    sys.stdout.write(json.dumps({"out": str(args.out), **{k: report[k] for k in keys}}) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptotrace", description="Real-time crypto-market surveillance.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -135,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=10.0)
     d.add_argument("--symbols", type=int, default=12)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("backtest", help="replay labelled tick files through the pipeline; event-level report")
+    b.add_argument("--ticks", type=Path, required=True, help="tick CSV (.csv/.csv.gz) or a directory of them")
+    b.add_argument("--labels", type=Path, required=True, help="labels CSV: symbol,start,end[,scenario]")
+    b.add_argument("--out", type=Path, required=True, help="output directory (alerts.jsonl, report.json, plots/)")
+    b.add_argument("--threshold", type=float, default=None, help="alert threshold in [0, 1] (default: the worker's)")
+    b.add_argument("--model-version", default=None, help="model version (default: the worker's, newest)")
+    b.add_argument("--batch-size", type=int, default=None, help="micro-batch size (default: the worker's, 1000)")
+    b.add_argument("--max-plots", type=int, default=30, help="at most this many event plots")
+    b.set_defaults(func=cmd_backtest)
     return p
 
 
