@@ -5,8 +5,10 @@ alert ids) is computed from the data itself; wall-clock time only bounds the wai
 produced before a worker starts, so each run sees the same backlog.
 
 The larger scenarios run once per module (a fixture) and several tests read what they left
-behind. The exactly-once checks are separate tests, marked xfail (strict) while the product
-loses ticks and drops recovered state (``LOST_TICKS`` and ``STALE_PARTITION_READ`` below).
+behind; the exactly-once checks are separate tests, so a regression there is told apart from
+a detection or recovery problem. They guard two bugs found by this suite: records lost when the
+processor overwrote ``Stream.current_event`` under ``take_events``, and recovered state dropped
+when a table read looked in the partition DB of a stale current event.
 """
 
 from __future__ import annotations
@@ -40,24 +42,6 @@ H = 3_600_000
 SEED = 11
 SEVERITIES = {"low", "medium", "high", "critical"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-LOST_TICKS = (
-    "product bug: app/processor.py TickProcessor.handle calls stream._set_current_event(event) after awaiting "
-    "sends (alerts/DLQ/re-key); meanwhile Stream.take_events' background add_to_buffer has read the next record "
-    "and is waiting to buffer it, then buffers stream.current_event -- now the stale event. That record's tick is "
-    "never applied nor acked, the stale record is handled twice (skipped as 'redelivered'), and committed offsets "
-    "stall at the gap. Fix: set only faust.streams' current-event contextvar for the table write, or restore "
-    "stream.current_event after the writes, or key the table changelog by partitioner."
-)
-STALE_PARTITION_READ = (
-    "product bug: app/processor.py TickProcessor._snapshot reads self.table.get(symbol) while the agent task's "
-    "current-event contextvar still holds the event of the previous partition group (set by "
-    "stream._set_current_event in handle); Faust's RocksDB store then looks only in that partition's DB, misses, "
-    "and a fresh SymbolSnapshot replaces the recovered state (indicators, baselines, cooldown, offsets) after a "
-    "restart/rebalance. Fix: set the group's event before loading its snapshots (all its symbols live on that "
-    "partition), or load with no current event so the store searches every partition."
-)
-
 
 # --------------------------------------------------------------------------- data
 @dataclass(frozen=True)
@@ -178,8 +162,8 @@ def test_pump_gives_explained_alert(pump_run: Run) -> None:
     assert {a["alert_id"] for a in body["alerts"]} == {a["alert_id"] for a in alerts if a["symbol"] == label.symbol}
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_TICKS)
 def test_pump_stream_processed_exactly_once(pump_run: Run) -> None:
+    """Every tick applied once (none lost, none skipped as redelivered), alerts as the pure pipeline's."""
     data = pump_run.data
     counters = pump_run.info["counters"]
     assert counters.get("ticks_redelivered", 0.0) == 0.0, f"ticks wrongly skipped as redelivered: {counters}"
@@ -252,7 +236,6 @@ def test_restart_does_not_repeat_alerts(restart_run: Run) -> None:
     assert any(a["symbol"] == second.symbol and second.start_ms <= a["event_time"] <= second.end_ms for a in new)
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_PARTITION_READ + " Also: " + LOST_TICKS)
 def test_restart_continues_from_recovered_state(restart_run: Run) -> None:
     """Worker B folds the second half into the state it recovered (not into a fresh one)."""
     info = restart_run.info
@@ -261,7 +244,6 @@ def test_restart_continues_from_recovered_state(restart_run: Run) -> None:
     assert info["b_symbols"] == expected, "worker B dropped recovered state (counts restarted from 0)"
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_TICKS + " Also: " + STALE_PARTITION_READ)
 def test_restart_neither_loses_nor_repeats(restart_run: Run) -> None:
     """Across the restart every tick is applied once and the alerts are those of one uninterrupted run."""
     info, data = restart_run.info, restart_run.data
@@ -360,8 +342,8 @@ def test_unkeyed_ticks_are_rekeyed(unkeyed_run: Run) -> None:
     assert min(info["symbols"].values()) > 0, info["symbols"]
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_TICKS)
 def test_unkeyed_ticks_processed_exactly_once(unkeyed_run: Run) -> None:
+    """Re-keyed and local ticks are each applied once; every foreign tick is forwarded once."""
     info, data = unkeyed_run.info, unkeyed_run.data
     assert info["counters"].get("ticks_redelivered", 0.0) == 0.0, info["counters"]
     assert info["symbols"] == data.counts()
