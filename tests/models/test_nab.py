@@ -278,6 +278,8 @@ PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 @pytest.fixture(scope="module")
 def nab_dir() -> Path:
     if not (_CANDIDATE / "labels" / "combined_windows.json").is_file():
+        if os.environ.get("CRYPTOTRACE_REQUIRE_NAB"):  # CI sets it: the golden checks must run there
+            pytest.fail(f"NAB data required but not found at {_CANDIDATE}")
         pytest.skip(f"NAB data not found at {_CANDIDATE} (set CRYPTOTRACE_NAB_DIR to a NAB copy)")
     return _CANDIDATE
 
