@@ -67,6 +67,7 @@ def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
         "calibration": {m: [p.a, p.b] for m, p in bundle.calibration.items()},
         "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias},
         "threshold": bundle.threshold,
+        "combination": bundle.combination,
         "info": bundle.info,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -128,4 +129,5 @@ def load_bundle(model_dir: Path, version: str | None = None) -> ModelBundle:
         stack_bias=float(stack["bias"]),
         info=manifest.get("info", {}),
         threshold=float(manifest["threshold"]),
+        combination=str(manifest.get("combination", "stacked")),
     )

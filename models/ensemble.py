@@ -23,6 +23,8 @@ import numpy as np
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
 MEMBERS: tuple[str, ...] = ("statistical", "iforest", "rforest")
+#: How member probabilities are combined; training evaluates each and keeps the best.
+COMBINATIONS: tuple[str, ...] = ("stacked", "mean", "max", *MEMBERS)
 _EPS = 1e-6
 
 
@@ -61,6 +63,9 @@ class ModelBundle:
         Ensemble p = sigmoid(sum_i w_i * logit(p_i) + bias).
     threshold : float
         The alert threshold chosen at training time (best event-level F1 on the held-out split).
+    combination : str
+        The combination rule (stacker, mean, max or one member alone) that evaluated best at
+        training time; a single member winning is reported, not hidden.
     """
 
     version: str
@@ -71,6 +76,7 @@ class ModelBundle:
     stack_bias: float
     info: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5  # alert threshold chosen by event-level evaluation at training time
+    combination: str = "stacked"  # one of COMBINATIONS, chosen by event-level evaluation
 
     def member_raw(self, x: np.ndarray, stat_scores: np.ndarray) -> np.ndarray:
         """Raw member outputs for a batch: shape (n, 3) in :data:`MEMBERS` order."""
@@ -86,8 +92,16 @@ class ModelBundle:
         return np.column_stack([self.calibration[m](raw[:, i]) for i, m in enumerate(MEMBERS)])
 
     def combine(self, probs: np.ndarray) -> np.ndarray:
-        w = np.asarray(self.stack_weights)
-        return sigmoid(logit(probs) @ w + self.stack_bias)
+        """Ensemble score from calibrated member probabilities (n, 3), by ``self.combination``."""
+        if self.combination == "stacked":
+            return sigmoid(logit(probs) @ np.asarray(self.stack_weights) + self.stack_bias)
+        if self.combination == "mean":
+            return np.asarray(probs.mean(axis=1))
+        if self.combination == "max":
+            return np.asarray(probs.max(axis=1))
+        if self.combination in MEMBERS:
+            return np.asarray(probs[:, MEMBERS.index(self.combination)])
+        raise ValueError(f"unknown combination {self.combination!r}")
 
     def score_batch(self, x: np.ndarray, stat_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble probability (n,) and member probabilities (n, 3) for one micro-batch."""

@@ -15,13 +15,14 @@ import bisect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.ensemble import MEMBERS, ModelBundle, Platt, logit
+from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, logit
 from models.evaluation import Event, EventReport, evaluate
 from models.pipeline import PipelineConfig, SymbolSnapshot
 from models.ticks import Tick
@@ -239,13 +240,18 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     # included), each member alone at its own best threshold beside the ensemble.
     period = data.t > cut
     all_probs = bundle.member_probs(bundle.member_raw(data.x[period], data.stat[period]))
-    ens = bundle.combine(all_probs)
-    bundle.threshold, report = choose_threshold(data, period, ens, cooldown_s)
-    events: dict[str, dict[str, float | int | None]] = {"ensemble": {"threshold": bundle.threshold,
-                                                                     **report.summary()}}
-    for i, m in enumerate(MEMBERS):
-        thr, rep = choose_threshold(data, period, all_probs[:, i], cooldown_s)
-        events[m] = {"threshold": thr, **rep.summary()}
+    events: dict[str, dict[str, Any]] = {}
+    best: tuple[tuple[float, float], str, float] | None = None
+    for rule in COMBINATIONS:
+        bundle.combination = rule
+        thr, rep = choose_threshold(data, period, bundle.combine(all_probs), cooldown_s)
+        events[rule] = {"threshold": thr, **rep.summary()}
+        key = (rep.f1, -rep.false_alarms_per_symbol_day)
+        if best is None or key > best[0]:
+            best = (key, rule, thr)
+    assert best is not None
+    _, bundle.combination, bundle.threshold = best
+    events["chosen"] = {"combination": bundle.combination, **events[bundle.combination]}
 
     metrics: dict[str, float | int] = {
         "rows_fit": int(fit.sum()), "rows_calibration": int(cal.sum()),
@@ -254,10 +260,10 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     for i, m in enumerate(MEMBERS):
         metrics[f"auc_{m}"] = round(float(roc_auc_score(y_cal, probs[:, i])), 4)
         metrics[f"ap_{m}"] = round(float(average_precision_score(y_cal, probs[:, i])), 4)
-    cal_ens = bundle.combine(probs)
+    cal_ens = bundle.combine(probs)  # with the chosen combination
     metrics["auc_ensemble"] = round(float(roc_auc_score(y_cal, cal_ens)), 4)
     metrics["ap_ensemble"] = round(float(average_precision_score(y_cal, cal_ens)), 4)
     bundle.info = {"metrics": metrics, "events_calibration": events, "seed": config.seed,
                    "n_estimators": config.n_estimators}
-    logger.info("trained ensemble: threshold %.4f, %s", bundle.threshold, events["ensemble"])
+    logger.info("trained ensemble: %s", events["chosen"])
     return bundle

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.detectors.statistical import MODEL_INPUT_NAMES
-from models.ensemble import MEMBERS, ModelBundle, Platt, confidence_of, severity_of, verdicts
+from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, confidence_of, severity_of, verdicts
 from models.synthetic import Label, SymbolProfile, generate, random_injections
 from models.training import Dataset, TrainConfig, Window, build_dataset, fit_bundle
 
@@ -169,9 +169,14 @@ def test_training_metrics_recorded() -> None:
     bundle = tiny_bundle()
     assert 0.0 < bundle.threshold < 1.0
     events = info["events_calibration"]
-    assert events["ensemble"]["threshold"] == bundle.threshold
-    for member in (*MEMBERS, "ensemble"):
-        assert 0.0 <= events[member]["recall"] <= 1.0 and 0.0 <= events[member]["precision"] <= 1.0
+    chosen = events["chosen"]
+    assert chosen["combination"] == bundle.combination and chosen["threshold"] == bundle.threshold
+    for rule in COMBINATIONS:
+        assert 0.0 <= events[rule]["recall"] <= 1.0 and 0.0 <= events[rule]["precision"] <= 1.0
+    # The chosen rule is the best evaluated one (F1 first, then fewer false alarms).
+    best = max(COMBINATIONS, key=lambda r: (events[r]["f1"], -events[r]["false_alarms_per_symbol_day"]))
+    assert (events[best]["f1"], events[best]["false_alarms_per_symbol_day"]) == (
+        chosen["f1"], chosen["false_alarms_per_symbol_day"])
     # Not a quality benchmark, only a sanity floor: the labelled events are plainly visible.
     assert m["auc_ensemble"] > 0.7
 
