@@ -3,8 +3,8 @@
 The feed sends a backfill (``backfill_s`` of event time, as fast as possible, so the
 baselines are warm) and then plays the live part at ``speed`` x event time with labelled
 injections early in it. The worker is a real ``cryptotrace worker`` subprocess against the
-same broker. With ``seconds`` set, the demo stops by itself and the last line it prints is
-a JSON summary: ticks processed (from the worker), alerts received from the ``alerts``
+same broker. With ``seconds`` set, the feed stops after that many seconds, the worker gets
+up to ``DRAIN_S`` to process what was sent, and the last line printed is a JSON summary: ticks processed (from the worker), alerts received from the ``alerts``
 topic, and each injected event with whether an alert for its symbol fell inside its window.
 """
 
@@ -32,6 +32,8 @@ from models.synthetic import Injection, Label, default_profiles, generate
 
 logger = logging.getLogger(__name__)
 
+#: After the feed stops, wait at most this long for the worker to process what was sent.
+DRAIN_S = 30.0
 # Event-time offsets (s after the live start) of the injected events shown in the demo.
 DEMO_SCHEDULE: tuple[tuple[str, int, float], ...] = (
     ("pump_and_dump", 0, 150.0),
@@ -106,13 +108,15 @@ async def _run(settings: Settings, broker_url: str, seconds: float | None, speed
     env = dict(os.environ, CRYPTOTRACE_BROKER_URL=broker_url, CRYPTOTRACE_DATA_DIR=str(settings.data_dir))
     shutil.rmtree(settings.data_dir, ignore_errors=True)  # the embedded broker starts empty too
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-    stop = asyncio.Event()
+    feed_stop, collect_stop = asyncio.Event(), asyncio.Event()
     alerts: list[dict[str, Any]] = []
     stats_url = f"http://{settings.web_host}:{settings.web_port}/stats"
+    stats: dict[str, Any] = {}
     try:
-        collector = asyncio.create_task(_collect_alerts(bootstrap_of(broker_url), settings.alerts_topic, alerts, stop))
+        collector = asyncio.create_task(
+            _collect_alerts(bootstrap_of(broker_url), settings.alerts_topic, alerts, collect_stop))
         feeder = asyncio.create_task(produce_ticks(broker_url, settings.ticks_topic, batch.records(),
-                                                   live_from_ms=live_from, speed=speed, stop=stop))
+                                                   live_from_ms=live_from, speed=speed, stop=feed_stop))
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
             if worker.poll() is not None:
@@ -120,13 +124,22 @@ async def _run(settings: Settings, broker_url: str, seconds: float | None, speed
             if feeder.done():
                 feeder.result()
             await asyncio.sleep(0.5)
-        stop.set()
-        await asyncio.sleep(1.0)
-        stats = _get_json(stats_url) or {}
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(collector, feeder)
+        feed_stop.set()
+        sent = await feeder
+        # Let the worker finish what was already sent (bounded), so the summary describes it.
+        drain_until = time.monotonic() + DRAIN_S
+        while time.monotonic() < drain_until:
+            stats = _get_json(stats_url) or stats
+            if int(stats.get("ticks_processed", 0)) >= sent:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # the last alerts reach the collector
+        collect_stop.set()
+        await collector
+        logger.info("demo: sent %d ticks, worker processed %s", sent, stats.get("ticks_processed"))
     finally:
-        stop.set()
+        feed_stop.set()
+        collect_stop.set()
         worker.terminate()
         try:
             worker.wait(timeout=30)
