@@ -97,6 +97,15 @@ def cmd_feed_synthetic(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(settings: Settings, args: argparse.Namespace) -> int:
+    from app.synth import write_dataset
+
+    ticks, labels = write_dataset(args.out, symbols=args.symbols, hours=args.hours, seed=args.seed,
+                                  events_per_day=args.events_per_day)
+    sys.stdout.write(json.dumps({"out": str(args.out), "ticks": ticks, "labels": labels}) + "\n")
+    return 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -147,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--seed", type=int, default=7)
     fs.add_argument("--labels-out", type=Path, default=None, help="write the labels CSV here")
     fs.set_defaults(func=cmd_feed_synthetic)
+
+    sy = sub.add_parser("synth", help="write a seeded labelled synthetic data set (ticks.csv.gz, labels.csv)")
+    sy.add_argument("--out", type=Path, required=True)
+    sy.add_argument("--symbols", type=int, default=12)
+    sy.add_argument("--hours", type=float, default=12.0)
+    sy.add_argument("--events-per-day", type=float, default=4.0)
+    sy.add_argument("--seed", type=int, default=42)
+    sy.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="broker + worker + synthetic feed; prints alerts")
     d.add_argument("--seconds", type=float, default=None, help="stop after N s and print a JSON summary")

@@ -4,8 +4,9 @@ The feed sends a backfill (``backfill_s`` of event time, as fast as possible, so
 baselines are warm) and then plays the live part at ``speed`` x event time with labelled
 injections early in it. The worker is a real ``cryptotrace worker`` subprocess against the
 same broker. With ``seconds`` set, the feed stops after that many seconds, the worker gets
-up to ``DRAIN_S`` to process what was sent, and the last line printed is a JSON summary: ticks processed (from the worker), alerts received from the ``alerts``
-topic, and each injected event with whether an alert for its symbol fell inside its window.
+up to ``DRAIN_S`` to process what was sent, and the last line printed is a JSON summary:
+ticks processed (from the worker), alerts received from the ``alerts`` topic, and each
+injected event with whether an alert for its symbol fell inside its window.
 """
 
 from __future__ import annotations
