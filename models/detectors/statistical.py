@@ -68,14 +68,17 @@ class Baseline:
         self.last_ms = 0
 
     def update(self, t_ms: int, x: float) -> None:
-        self.n += 1
-        dt = max(0, t_ms - self.last_ms) / 1000.0 if self.n > 1 else 0.0
-        a = max(-math.expm1(-dt / self.tau_s), 1.0 / self.n)
+        n = self.n = self.n + 1
+        dt_ms = t_ms - self.last_ms
+        a = -math.expm1(-dt_ms / (1000.0 * self.tau_s)) if n > 1 and dt_ms > 0 else 0.0
+        if a < 1.0 / n:
+            a = 1.0 / n
         diff = x - self.mean
         incr = a * diff
         self.mean += incr
         self.var = (1.0 - a) * (self.var + diff * incr)
-        self.last_ms = max(self.last_ms, t_ms)
+        if t_ms > self.last_ms:
+            self.last_ms = t_ms
 
     def std(self) -> float:
         return math.sqrt(self.var) if self.var > 0 else 0.0
@@ -88,14 +91,6 @@ class Baseline:
         b = cls(float(state[0]))
         b.mean, b.var, b.n, b.last_ms = float(state[1]), float(state[2]), int(state[3]), int(state[4])
         return b
-
-
-def _transform(kind: str, x: float) -> float:
-    if kind == "log":
-        return math.log(x + 1e-6)
-    if kind == "log1p":
-        return math.log1p(max(x, 0.0))
-    return x
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +122,10 @@ class StatResult:
     rule: str  # the rule that gave the score: "pump_signature" or "z_<feature>"
     z: tuple[float, ...]  # in Z_NAMES order, clipped to +/- Z_CLIP, 0 when unknown
     active: bool  # False during the grace period
+    # Work shared with learn_one (same tick, same baselines): transformed values (None when
+    # unknown) and the scale each z was divided by. Empty for a hand-made result.
+    values: tuple[float | None, ...] = ()
+    scales: tuple[float, ...] = ()
 
     def model_input(self, features: Features) -> list[float]:
         """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
@@ -163,45 +162,67 @@ class StatisticalDetector:
     def score_one_raw(self, features: Features) -> StatResult:
         """Score one tick without learning it."""
         cfg = self.config
+        inv_width = 1.0 / cfg.z_width
         zs: list[float] = []
-        best, rule = 0.0, "none"
-        for (name, kind, direction, floor, centre), base in zip(MONITORED, self.baselines, strict=True):
+        values: list[float | None] = []
+        scales: list[float] = []
+        best, rule = -math.inf, "none"
+        monitored = zip(MONITORED, self.baselines, Z_NAMES, strict=True)
+        for (name, kind, direction, floor, centre), base, z_name in monitored:
             x = getattr(features, name)
-            if math.isnan(x) or base.n == 0:
+            if x != x:  # nan: not known yet
+                zs.append(0.0)
+                values.append(None)
+                scales.append(floor)
+                continue
+            v = math.log(x + 1e-6) if kind == "log" else math.log1p(x if x > 0.0 else 0.0) if kind == "log1p" else x
+            values.append(v)
+            sd = math.sqrt(base.var) if base.var > 0.0 else 0.0
+            scale = sd if sd > floor else floor
+            scales.append(scale)
+            if base.n == 0:
                 zs.append(0.0)
                 continue
-            z = (_transform(kind, x) - base.mean) / max(base.std(), floor)
-            z = max(-Z_CLIP, min(Z_CLIP, z))
+            z = (v - base.mean) / scale
+            z = -Z_CLIP if z < -Z_CLIP else Z_CLIP if z > Z_CLIP else z
             zs.append(z)
-            s = _sigmoid(((z if direction > 0 else abs(z)) - centre) / cfg.z_width)
-            if s > best:
-                best, rule = s, f"z_{name}"
+            # The sigmoid is monotonic: compare its arguments, take one sigmoid at the end.
+            excess = ((z if direction > 0 else abs(z)) - centre) * inv_width
+            if excess > best:
+                best, rule = excess, z_name
         # Pump signature: price, volume and trade count rising together (La Morgia et al. 2020).
         width = cfg.z_width * 0.7
         for joint, centre, name in (
             (min(abs(zs[0]), zs[2], zs[3]), cfg.pump_z, "pump_signature"),  # price moves on volume and trades
             (min(zs[2], zs[3]), cfg.burst_z, "volume_burst"),  # volume and trades without the price
         ):
-            s = _sigmoid((joint - centre) / width)
-            if s > best:
-                best, rule = s, name
+            excess = (joint - centre) / width
+            if excess > best:
+                best, rule = excess, name
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
-        return StatResult(best if active else 0.0, rule if active else "grace", tuple(zs), active)
+        score = _sigmoid(best) if active else 0.0
+        return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales))
 
     def learn_one(self, features: Features, result: StatResult) -> None:
-        """Update the baselines unless this tick was flagged (protection) once active."""
+        """Update the baselines unless this tick was flagged (protection) once active.
+
+        ``result`` is this detector's ``score_one_raw`` of the same tick (it carries the
+        transformed values, so they are not computed twice).
+        """
         cfg = self.config
         if result.active and result.score >= cfg.protect_threshold:
             return
+        if not result.values:
+            result = self.score_one_raw(features)
         t = features.timestamp
-        for (name, kind, _, floor, _), base in zip(MONITORED, self.baselines, strict=True):
-            x = getattr(features, name)
-            if math.isnan(x):
+        min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
+        for v, scale, base in zip(result.values, result.scales, self.baselines, strict=True):
+            if v is None:
                 continue
-            v = _transform(kind, x)
-            if base.n >= cfg.min_baseline_ticks:
-                lim = cfg.clip_sigma * max(base.std(), floor)
-                v = max(base.mean - lim, min(base.mean + lim, v))
+            if base.n >= min_ticks:
+                lim = clip * scale
+                lo, hi = base.mean - lim, base.mean + lim
+                v = lo if v < lo else hi if v > hi else v
             base.update(t, v)
         self.learned += 1
 
