@@ -50,9 +50,44 @@ def register_views(app: faust.App, processor: TickProcessor, settings: Settings)
 
     @app.page("/alerts")
     async def alerts(web: Any, request: Request) -> Response:
-        symbol = request.query.get("symbol")
-        items = [a for a in processor.recent if symbol is None or a["symbol"] == symbol]
-        return web.json({"alerts": items[-int(request.query.get("limit", 100)):]})
+        """Recent alerts of this worker: ?symbol=&severity=&since=&until= (event time, ms) &limit=."""
+        q = request.query
+        try:
+            since, until = int(q.get("since", 0)), int(q.get("until", 2**62))
+            limit = max(0, min(1000, int(q.get("limit", 100))))
+        except ValueError:
+            return web.json({"error": "since, until and limit must be integers"}, status=400)
+        symbol, severity = q.get("symbol"), q.get("severity")
+        items = [
+            a for a in processor.recent
+            if (symbol is None or a["symbol"] == symbol) and (severity is None or a["severity"] == severity)
+            and since <= a["event_time"] <= until
+        ]
+        return web.json({"alerts": items[-limit:] if limit else []})
+
+    @app.page("/health")
+    async def health(web: Any, request: Request) -> Response:
+        """Liveness: the process and its event loop answer."""
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Request) -> Response:
+        """Readiness: partitions assigned and table recovery finished (503 until then)."""
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not its protocol
+        is_ready = bool(recovery.completed.is_set()) and not app.rebalancing and not recovery.in_recovery
+        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
+
+    @app.page("/models")
+    async def models(web: Any, request: Request) -> Response:
+        """The model in use: version, combination, threshold and its training-time evaluation."""
+        bundle = processor.pipeline.bundle
+        body: dict[str, Any] = {
+            "model_version": processor.pipeline.model_version,
+            "alert_threshold": processor.pipeline.config.alert_threshold,
+        }
+        if bundle is not None:
+            body.update(combination=bundle.combination, model_threshold=bundle.threshold, info=bundle.info)
+        return web.json(body)
 
     @app.page("/symbols/{symbol}")
     class SymbolView(View):

@@ -139,6 +139,11 @@ def pump_run(broker: EmbeddedBroker, scenario_root: Path) -> Iterator[Run]:
         run.info["alerts"] = read_json(broker, names.alerts)
         pumped = data.labels[0].symbol
         run.info["view"] = w.get("/alerts?" + urllib.parse.urlencode({"symbol": pumped}))
+        run.info["web"] = {
+            path: w.get(path)
+            for path in ("/health", "/ready", "/models", "/alerts?severity=nonexistent", "/alerts?since=x",
+                         f"/alerts?until={T0}", f"/symbols/{urllib.parse.quote(pumped, safe='')}")
+        }
         yield run
     finally:
         ws.stop_all()
@@ -160,6 +165,21 @@ def test_pump_gives_explained_alert(pump_run: Run) -> None:
     status, body = pump_run.info["view"]
     assert status == 200
     assert {a["alert_id"] for a in body["alerts"]} == {a["alert_id"] for a in alerts if a["symbol"] == label.symbol}
+
+
+def test_operational_views(pump_run: Run) -> None:
+    web = pump_run.info["web"]
+    (label,) = pump_run.data.labels
+    assert web["/health"] == (200, {"status": "ok"})
+    assert web["/ready"] == (200, {"ready": True})
+    status, models = web["/models"]
+    assert status == 200 and models["model_version"] == "stat-only" and models["alert_threshold"] == 0.5
+    assert web["/alerts?severity=nonexistent"] == (200, {"alerts": []})
+    assert web["/alerts?since=x"][0] == 400
+    assert web[f"/alerts?until={T0}"] == (200, {"alerts": []})  # every alert is later than the first tick
+    status, snap = web[f"/symbols/{urllib.parse.quote(label.symbol, safe='')}"]
+    assert status == 200 and snap["symbol"] == label.symbol
+    assert snap["ticks"] == pump_run.data.counts()[label.symbol]
 
 
 def test_pump_stream_processed_exactly_once(pump_run: Run) -> None:
