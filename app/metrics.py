@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # Batch processing time: sub-millisecond for small batches up to a second for a full
 # 10k-tick batch with model scoring; end-to-end spans broker and batching delays.
@@ -21,12 +21,15 @@ class Metrics(NamedTuple):
     batch_ms: Histogram
     end_to_end_ms: Histogram
     alerts: Counter
+    alert_votes: Counter
     symbols: Gauge
     model_info: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None, prefix: str = "cryptotrace") -> Metrics:
         r = registry or CollectorRegistry()
+        # RSS, CPU seconds, open fds of this worker (process_* metrics, read from /proc).
+        ProcessCollector(registry=r)
         return cls(
             registry=r,
             ticks_processed=Counter(f"{prefix}_ticks_processed", "Ticks folded into state", registry=r),
@@ -46,6 +49,9 @@ class Metrics(NamedTuple):
                 f"{prefix}_end_to_end_ms", "Kafka record timestamp to processed", buckets=MS_BUCKETS, registry=r
             ),
             alerts=Counter(f"{prefix}_alerts", "Alerts published", ["severity", "rule"], registry=r),
+            alert_votes=Counter(
+                f"{prefix}_alert_votes", "Ensemble members voting for a published alert", ["detector"], registry=r
+            ),
             symbols=Gauge(f"{prefix}_symbols_cached", "Symbol snapshots held in memory", registry=r),
             model_info=Gauge(f"{prefix}_model_info", "Model version in use (value 1)", ["version"], registry=r),
         )

@@ -141,6 +141,9 @@ class TickProcessor:
             await self.alerts_topic.send(key=alert.symbol, value=encode(record))
             self.recent.append(record)
             self.metrics.alerts.labels(alert.severity, alert.rule).inc()
+            for detector, verdict in alert.detectors.items():
+                if verdict["vote"]:
+                    self.metrics.alert_votes.labels(detector).inc()
             logger.info("alert %s %s score=%.3f severity=%s rule=%s", alert.symbol, alert.alert_id,
                         alert.score, alert.severity, alert.rule)
         # Table writes go to the changelog partition of the *current event*, and a batch spans
