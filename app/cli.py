@@ -131,6 +131,13 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from benchmarks.bench import command_line, options_from_args, run_bench
+
+    run_bench(options_from_args(args, command_line(args, "cryptotrace bench")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptotrace", description="Real-time crypto-market surveillance.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -138,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
 
     t = sub.add_parser("train", help="train the ensemble on labelled synthetic data and save an artifact")
-    t.add_argument("--symbols", type=int, default=12)
-    t.add_argument("--hours", type=float, default=6.0)
+    # Many symbols, shorter: more varied profiles and events per tick computed (~1.6 M ticks, ~70 s).
+    t.add_argument("--symbols", type=int, default=24)
+    t.add_argument("--hours", type=float, default=4.0)
     t.add_argument("--events-per-day", type=float, default=12.0)
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
@@ -180,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=None, help="micro-batch size (default: the worker's, 1000)")
     b.add_argument("--max-plots", type=int, default=30, help="at most this many event plots")
     b.set_defaults(func=cmd_backtest)
+
+    be = sub.add_parser("bench", help="end-to-end benchmark: throughput, latency, memory vs reference contenders",
+                        description="More options: python -m benchmarks.bench --help")
+    be.add_argument("--out", type=Path, required=True, help="output directory (bench.json, bench.png, logs)")
+    be.add_argument("--ticks", type=int, default=None, help="ticks in the throughput topic (200000; --quick 30000)")
+    be.add_argument("--symbols", type=int, default=None, help="symbols (100)")
+    be.add_argument("--quick", action="store_true", help="smaller run (< 3 min)")
+    be.add_argument("--model-dir", type=Path, default=None, help="model artifacts (artifacts/models)")
+    be.add_argument("--no-record", action="store_true", help="do not copy bench.json to benchmarks/results/")
+    be.set_defaults(func=cmd_bench)
     return p
 
 

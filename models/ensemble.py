@@ -4,8 +4,9 @@ Members speak different languages: the statistical layer gives a [0, 1] rule sco
 scikit-learn's ``IsolationForest.score_samples`` is *lower = more abnormal*, and
 ``RandomForestClassifier.predict_proba`` is a vote share. Each member's raw output is put
 on the probability scale by its own Platt calibration (a 1-D logistic regression fitted on
-a held-out, time-later split of the labelled training data), and a stacker (a logistic
-regression over the members' logits) combines them into the ensemble probability.
+out-of-fold scores of the labelled training data, from forests that never saw the row's
+symbol; see :mod:`models.training`), and a stacker (a logistic regression over the members'
+logits) combines them into the ensemble probability.
 
 All calibration parameters are plain numbers (JSON in the artifact manifest); only the
 forests themselves are binary, and those are loaded after their hash is checked.
@@ -62,7 +63,8 @@ class ModelBundle:
     stack_weights, stack_bias :
         Ensemble p = sigmoid(sum_i w_i * logit(p_i) + bias).
     threshold : float
-        The alert threshold chosen at training time (best event-level F1 on the held-out split).
+        The alert threshold chosen at training time (best event-level F1 on out-of-fold scores
+        within a false-alarm budget).
     combination : str
         The combination rule (stacker, mean, max or one member alone) that evaluated best at
         training time; a single member winning is reported, not hidden.

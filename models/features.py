@@ -13,6 +13,13 @@ Two clocks are used on purpose:
   manipulation shows (La Morgia et al. 2020): trade rate, volume rate and same-millisecond
   ("rush order") rate over ~1 minute against a ~1 hour baseline, and the taker buy/sell
   imbalance.
+* **Stale price**: ``flat_trades`` counts consecutive trades at an unchanged price, and
+  ``flat_surprise`` says how rare a run that long is *for this symbol*: with ``q`` the
+  symbol's share of trades that repeat the previous price (over ~1 hour, with one pseudo
+  repeat and one pseudo change) and ``R`` its trades per day, runs of at least ``n`` repeats
+  start about ``R (1 - q) q^n`` times a day if repeats were independent, so
+  ``flat_surprise = -ln(R (1 - q) q^n)`` (e-folds below once a day). Twenty flat trades are
+  ordinary on a coin whose price rarely moves and extraordinary on BTC.
 
 Gaps. A gap of up to ``fill_gap_s`` is filled with flat bars (no trade = no price change,
 which is what a bar chart shows). A longer gap (``max_gap_s``) means the short-term
@@ -31,7 +38,7 @@ from typing import Any
 from models.indicators import EMA, MACD, DecayingRate, Lag, RollingMeanStd, WilderRSI
 from models.ticks import Tick
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SAME_MS_PRIOR_TRADES = 10.0
 _MS_PER_DAY = 86_400_000
 # 1970-01-01 was a Thursday; ISO weekday numbering Monday=0.
@@ -56,6 +63,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "buy_sell_imbalance",
     "same_ms_share",
     "flat_trades",
+    "flat_surprise",
 )
 
 
@@ -105,6 +113,7 @@ class Features:
     buy_sell_imbalance: float
     same_ms_share: float
     flat_trades: float
+    flat_surprise: float
 
     def values(self) -> tuple[float, ...]:
         """Feature values in :data:`FEATURE_NAMES` order."""
@@ -151,6 +160,7 @@ class FeatureEngine:
         self.volume_fast, self.volume_slow = DecayingRate(fast), DecayingRate(slow)
         self.buys_fast, self.sells_fast = DecayingRate(fast), DecayingRate(fast)
         self.same_ms_fast = DecayingRate(fast)
+        self.repeats_slow = DecayingRate(slow)  # trades at the previous trade's price
 
     def _new_bar_state(self) -> None:
         self.rsi = WilderRSI(14)
@@ -211,7 +221,10 @@ class FeatureEngine:
         self._roll_bars(int(ts // (cfg.bar_seconds * 1000)), ts)
 
         price, qty = tick.price, tick.quantity
-        self.flat_trades = self.flat_trades + 1 if price == self.last_price else 0
+        repeat = price == self.last_price
+        self.flat_trades = self.flat_trades + 1 if repeat else 0
+        if repeat:
+            self.repeats_slow.update(ts, 1.0)
         self.last_price = price
         self.bar_close = price
         self.last_ms = ts
@@ -246,6 +259,10 @@ class FeatureEngine:
         vol_f, vol_s = self._rate(self.volume_fast, self.volume_slow, ts)
         buys, sells = self.buys_fast.value_at(ts), self.sells_fast.value_at(ts)
         same = self.same_ms_fast.value_at(ts)
+        # Repeat share over the slow window (the same decay, so the cold-start cover cancels).
+        prior = 1.0 / cfg.slow_tau_s
+        q = (self.repeats_slow.value_at(ts) + prior) / (self.trades_slow.value_at(ts) + 2.0 * prior)
+        q = min(max(q, 1e-3), 1.0 - 1e-3)
 
         lag = self.lag_1m.get()
         mom = self.lag_momentum.get()
@@ -280,6 +297,7 @@ class FeatureEngine:
             # order on an illiquid coin is not a rush, dozens of same-ms buys are.
             same_ms_share=same / (trades_f + SAME_MS_PRIOR_TRADES / cfg.fast_tau_s),
             flat_trades=float(self.flat_trades),
+            flat_surprise=-math.log(max(trades_s, 1e-9) * 86_400.0 * (1.0 - q)) - self.flat_trades * math.log(q),
         )
 
     # --- state ----------------------------------------------------------------------------------
@@ -303,7 +321,7 @@ class FeatureEngine:
     def _rates(self) -> tuple[DecayingRate, ...]:
         return (
             self.trades_fast, self.trades_slow, self.volume_fast, self.volume_slow,
-            self.buys_fast, self.sells_fast, self.same_ms_fast,
+            self.buys_fast, self.sells_fast, self.same_ms_fast, self.repeats_slow,
         )
 
     @classmethod
@@ -323,7 +341,7 @@ class FeatureEngine:
         eng.ema_close = EMA.from_state(bars[6])
         rates = [DecayingRate.from_state(r) for r in state["rates"]]
         (eng.trades_fast, eng.trades_slow, eng.volume_fast, eng.volume_slow,
-         eng.buys_fast, eng.sells_fast, eng.same_ms_fast) = rates
+         eng.buys_fast, eng.sells_fast, eng.same_ms_fast, eng.repeats_slow) = rates
         return eng
 
 

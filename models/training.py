@@ -1,19 +1,31 @@
-"""Training: labelled ticks -> fitted forests, member calibration and stacker.
+"""Training: labelled ticks -> fitted forests, member calibration, stacker and alert threshold.
 
 The data set is built by running ticks through the same feature engine and statistical
 layer the worker uses, so the forests see exactly what they will score live. Rows of a
 symbol still in its grace period are left out (the worker does not score them either).
 
-The split is by time, never random: the first ``fit_fraction`` of the time span fits the
-forests, the rest calibrates them (Platt per member, then the stacker). A random split
-would leak the neighbouring, near-identical rows of one event into both halves.
+Out-of-fold, by symbol. The symbols are dealt into two folds (stratified by their number of
+rows, so both folds hold liquid and illiquid ones); the forests of one fold are fitted on the
+other fold's rows, so every row gets a score from forests that never saw its symbol. The
+member calibration, the stacker, the combination rule and the alert threshold are all chosen
+on those out-of-fold scores, over *every* labelled event and the whole time span, instead of
+the few events of a held-out time slice. The shipped random forest is the union of the two
+fold forests (its vote share is the average of theirs); the isolation forest, fitted on
+normal rows only, is refitted on all of them. A random row split would leak the
+neighbouring, near-identical rows of one event into both halves; a symbol split cannot.
+
+The alert threshold is chosen by event-level evaluation under a false-alarm budget: the best
+event F1 among thresholds whose false alarms per symbol-day do not exceed the budget (by
+default the statistical layer's own rate at its default threshold on the same rows, so the
+ensemble is never allowed to buy recall with more false alarms than the layer it must beat).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +44,14 @@ logger = logging.getLogger(__name__)
 #: Labelled scenarios that are not positives for the classifier: a regime shift is a new
 #: normal, to be absorbed, not an event to flag for its whole length.
 NOT_POSITIVE = frozenset({"regime_shift"})
+#: Seconds from a window's start whose rows are positives, per scenario (others: ``onset_s``).
+#: ``None`` = the whole window: a frozen price or a wash-trading burst is the anomaly for as
+#: long as it lasts, and a stale feed only becomes visible after many unchanged trades,
+#: whereas after a pump's rise or a crash's fall the dump or recovery looks like ordinary trading.
+ONSET_BY_SCENARIO: Mapping[str, float | None] = {"stale_price": None, "volume_spike_flat": None}
+#: Statistical-layer threshold the default false-alarm budget is measured at (the worker's
+#: threshold without a trained model).
+STAT_ONLY_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +66,11 @@ class Window:
 class Dataset:
     """One row per scored tick.
 
-    ``y`` is 1 for a row in the *onset* of a positive window (its first ``onset_s``), 0 for a
-    row outside every window. ``train`` is False for rows the models must not learn from:
-    the rest of an event window (the dump after a pump looks like ordinary selling; labelling
-    it anomalous would teach the forests that ordinary rows are anomalies) and regime shifts.
+    ``y`` is 1 for a row inside a labelled window, 0 for a row outside every window. ``train``
+    is False for rows the models must not learn from: the part of a window after its onset (the
+    dump after a pump looks like ordinary selling; labelling it anomalous would teach the
+    forests that ordinary rows are anomalies, see :data:`ONSET_BY_SCENARIO`) and regime
+    shifts. ``event`` is the index in ``windows`` of a row's window (-1 outside every window).
     All rows are kept so that alerting can be replayed for the threshold choice.
     """
 
@@ -61,21 +82,38 @@ class Dataset:
     train: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     windows: tuple[Window, ...] = ()
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    event: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 class _WindowIndex:
     def __init__(self, windows: Iterable[Window]) -> None:
-        self.by_symbol: dict[str, list[Window]] = {}
-        for w in sorted(windows, key=lambda w: w.start_ms):
-            self.by_symbol.setdefault(w.symbol, []).append(w)
-        self.starts = {s: [w.start_ms for w in ws] for s, ws in self.by_symbol.items()}
+        self.by_symbol: dict[str, list[tuple[int, Window]]] = {}
+        for i, w in sorted(enumerate(windows), key=lambda iw: iw[1].start_ms):
+            self.by_symbol.setdefault(w.symbol, []).append((i, w))
+        self.starts = {s: [w.start_ms for _, w in ws] for s, ws in self.by_symbol.items()}
 
-    def lookup(self, symbol: str, t: int) -> Window | None:
+    def lookup(self, symbol: str, t: int) -> int:
+        """Index of the window holding (symbol, t), -1 if none."""
         ws = self.by_symbol.get(symbol)
         if not ws:
-            return None
+            return -1
         i = bisect.bisect_right(self.starts[symbol], t) - 1
-        return ws[i] if i >= 0 and ws[i].start_ms <= t <= ws[i].end_ms else None
+        return ws[i][0] if i >= 0 and ws[i][1].start_ms <= t <= ws[i][1].end_ms else -1
+
+
+def label_rows(
+    event: np.ndarray, t: np.ndarray, windows: Sequence[Window], onset_s: float = 120.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, train) of rows from their window index and time (see :class:`Dataset`)."""
+    y = (event >= 0).astype(np.int8)
+    train = event < 0
+    for i, w in enumerate(windows):
+        if w.scenario in NOT_POSITIVE:
+            continue
+        onset = ONSET_BY_SCENARIO.get(w.scenario, onset_s)
+        rows = event == i
+        train |= rows if onset is None else rows & (t - w.start_ms <= onset * 1000.0)
+    return y, train
 
 
 def build_dataset(
@@ -87,16 +125,15 @@ def build_dataset(
 ) -> Dataset:
     """Feature rows and labels for every scored tick (see :class:`Dataset`)."""
     config = config or PipelineConfig()
+    windows = tuple(windows)
     index = _WindowIndex(windows)
     snaps: dict[str, SymbolSnapshot] = {}
     rows: list[list[float]] = []
     stat_scores: list[float] = []
-    labels: list[int] = []
     times: list[int] = []
     symbols: list[str] = []
-    train: list[bool] = []
+    events: list[int] = []
     spans: dict[str, tuple[int, int]] = {}
-    onset_ms = onset_s * 1000.0
     for n, tick in enumerate(ticks, 1):
         snap = snaps.get(tick.symbol)
         if snap is None:
@@ -110,45 +147,61 @@ def build_dataset(
             progress(10_000)
         if not res.active:
             continue
-        w = index.lookup(tick.symbol, tick.timestamp)
         rows.append(res.model_input(feats))
         stat_scores.append(res.score)
         times.append(tick.timestamp)
         symbols.append(tick.symbol)
-        if w is None:
-            labels.append(0)
-            train.append(True)
-        else:
-            labels.append(1)
-            train.append(w.scenario not in NOT_POSITIVE and tick.timestamp - w.start_ms <= onset_ms)
+        events.append(index.lookup(tick.symbol, tick.timestamp))
+    t = np.asarray(times, dtype=np.int64)
+    event = np.asarray(events, dtype=np.int64)
+    y, train = label_rows(event, t, windows, onset_s)
     return Dataset(
         np.asarray(rows, dtype=np.float64).reshape(-1, len(rows[0]) if rows else 0),
         np.asarray(stat_scores),
-        np.asarray(labels, dtype=np.int8),
-        np.asarray(times, dtype=np.int64),
+        y,
+        t,
         np.asarray(symbols, dtype=object),
-        np.asarray(train, dtype=bool),
-        tuple(windows),
+        train,
+        windows,
         spans,
+        event,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    fit_fraction: float = 0.6
+    """Training settings.
+
+    ``max_false_alarms_per_symbol_day``: the budget of the threshold choice; ``None`` =
+    ``false_alarm_share`` of the statistical layer's own rate at its default threshold on the
+    same rows. The share is below 1 because the threshold is the best of many tried on these
+    rows, so its false-alarm rate on new data is biased upwards (the winner's curse): half the
+    reference rate on the training rows held about the reference rate out of sample.
+    ``max_rows_per_event``: rows of one event the random forest sees (each event weighs the
+    same in the fit however long it is; events, not rows, are what detection is judged on).
+    """
+
     n_estimators: int = 100
     max_normal_rows: int = 30_000  # IsolationForest subsamples 256 rows per tree anyway
-    max_positive_rows: int = 20_000
-    max_negatives_per_positive: int = 3
+    max_negative_rows: int = 60_000
+    max_rows_per_event: int = 400
+    max_calibration_negatives: int = 300_000
+    max_false_alarms_per_symbol_day: float | None = None
+    false_alarm_share: float = 0.5
+    folds: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.1 <= self.fit_fraction <= 0.9:
-            raise ValueError(f"fit_fraction must be in [0.1, 0.9], got {self.fit_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.max_false_alarms_per_symbol_day is not None and self.max_false_alarms_per_symbol_day < 0:
+            raise ValueError("max_false_alarms_per_symbol_day must be >= 0")
+        if self.false_alarm_share <= 0:
+            raise ValueError(f"false_alarm_share must be > 0, got {self.false_alarm_share}")
 
 
-def _platt(raw: np.ndarray, y: np.ndarray) -> Platt:
-    lr = LogisticRegression(C=100.0).fit(raw.reshape(-1, 1), y)
+def _platt(raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Platt:
+    lr = LogisticRegression(C=100.0).fit(raw.reshape(-1, 1), y, sample_weight=weight)
     return Platt(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 
@@ -168,85 +221,192 @@ def replay_alerts(
     return out
 
 
-def choose_threshold(
-    data: Dataset, mask: np.ndarray, scores: np.ndarray, cooldown_s: float
-) -> tuple[float, EventReport]:
-    """The alert threshold with the best event-level F1 on the masked rows (ties: fewer false alarms).
+class _Replayer:
+    """Alert replays of fixed rows at many thresholds, jumping from alert to alert by binary search."""
 
-    Chosen by evaluation, as the alert decision is made per event, not per row.
-    """
+    def __init__(self, symbols: np.ndarray, times: np.ndarray, cooldown_s: float) -> None:
+        order = np.lexsort((times, symbols.astype(str)))
+        self.order = order
+        syms = symbols[order]
+        cuts = np.flatnonzero(syms[1:] != syms[:-1]) + 1
+        self.groups = [(str(syms[a]), a, b) for a, b in zip([0, *cuts], [*cuts, len(syms)], strict=True)]
+        self.times = times[order]
+        self.cooldown_ms = cooldown_s * 1000.0
+
+    def alerts(self, scores: np.ndarray, threshold: float) -> list[tuple[str, int]]:
+        sc = scores[self.order]
+        out: list[tuple[str, int]] = []
+        for sym, a, b in self.groups:
+            hits = self.times[a:b][sc[a:b] >= threshold]
+            i = 0
+            while i < hits.size:
+                t = int(hits[i])
+                out.append((sym, t))
+                if self.cooldown_ms <= 0:
+                    i += 1
+                else:
+                    i = int(np.searchsorted(hits, t + self.cooldown_ms, side="left"))
+        return out
+
+
+def _events_and_spans(data: Dataset, mask: np.ndarray) -> tuple[list[Event], dict[str, tuple[int, int]]]:
     t_lo, t_hi = int(data.t[mask].min()), int(data.t[mask].max())
+    syms = set(data.symbol[mask].tolist())
     events = [Event(w.symbol, w.start_ms, w.end_ms, w.scenario) for w in data.windows
-              if w.scenario not in NOT_POSITIVE and t_lo <= w.start_ms <= t_hi]
-    spans = {s: (max(a, t_lo), min(b, t_hi)) for s, (a, b) in data.spans.items()}
-    order = np.lexsort((data.t[mask],))
-    syms, times, sc = data.symbol[mask][order], data.t[mask][order], scores[order]
-    # Calibrated scores crowd near 0 and 1: search on the logit scale, where they spread out.
-    candidates = 1.0 / (1.0 + np.exp(-np.linspace(-4.0, 16.0, 161)))
-    best: tuple[float, float, float, EventReport] | None = None
-    for thr in candidates:
-        report = evaluate(replay_alerts(syms, times, sc, float(thr), cooldown_s), events, spans)
-        key = (report.f1, -report.false_alarms_per_symbol_day)
-        if best is None or key > (best[0], best[1]):
-            best = (report.f1, -report.false_alarms_per_symbol_day, float(thr), report)
+              if w.scenario not in NOT_POSITIVE and t_lo <= w.start_ms <= t_hi and w.symbol in syms]
+    spans = {s: (max(a, t_lo), min(b, t_hi)) for s, (a, b) in data.spans.items() if s in syms}
+    return events, spans
+
+
+#: Candidate thresholds: calibrated scores crowd near 0 and 1, so search on the logit scale.
+CANDIDATES = 1.0 / (1.0 + np.exp(-np.linspace(-4.0, 16.0, 161)))
+
+
+def choose_threshold(
+    data: Dataset, mask: np.ndarray, scores: np.ndarray, cooldown_s: float,
+    max_false_alarms_per_symbol_day: float = math.inf, candidates: np.ndarray = CANDIDATES,
+    replayer: _Replayer | None = None,
+) -> tuple[float, EventReport]:
+    """The alert threshold with the best event-level F1 on the masked rows within the false-alarm budget.
+
+    Ties: fewer false alarms, then the higher threshold. When no threshold keeps to the budget,
+    the one with the fewest false alarms. Chosen by evaluation, as the alert decision is made
+    per event, not per row. ``scores`` holds the masked rows' scores. Candidates are tried from
+    the highest down; the search stops once a whole logit unit of them (8) is over the budget
+    (false alarms only grow as the threshold falls, up to episodes merging).
+    """
+    events, spans = _events_and_spans(data, mask)
+    replayer = replayer or _Replayer(data.symbol[mask], data.t[mask], cooldown_s)
+    best: tuple[tuple[float, ...], float, EventReport] | None = None
+    over = 0
+    for thr in sorted(candidates.tolist(), reverse=True):
+        report = evaluate(replayer.alerts(scores, float(thr)), events, spans)
+        fa = report.false_alarms_per_symbol_day
+        within = fa <= max_false_alarms_per_symbol_day + 1e-9
+        key = (float(within), report.f1 if within else 0.0, -fa, float(thr))
+        if best is None or key > best[0]:
+            best = (key, float(thr), report)
+        over = 0 if within else over + 1
+        if over >= 8:
+            break
     if best is None:
-        raise ValueError("no usable threshold: all scores are zero")
-    return best[2], best[3]
+        raise ValueError("no usable threshold: no candidates")
+    return best[1], best[2]
+
+
+def _folds(data: Dataset, k: int) -> np.ndarray:
+    """Fold of each row: symbols dealt round-robin by decreasing row count (time halves for one symbol)."""
+    names, inverse, counts = np.unique(data.symbol.astype(str), return_inverse=True, return_counts=True)
+    if len(names) < k:
+        return np.minimum((np.argsort(np.argsort(data.t, kind="stable")) * k) // max(len(data.t), 1), k - 1)
+    fold_of = np.empty(len(names), dtype=np.int64)
+    fold_of[np.lexsort((names, -counts))] = np.arange(len(names)) % k
+    return fold_of[inverse]
+
+
+def _fit_rows(data: Dataset, rows: np.ndarray, config: TrainConfig, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and sample weights for the random forest: each event weighs the same,
+    the negatives together weigh as much as all events."""
+    event = data.event if len(data.event) == len(data.y) else np.where(data.y == 1, 0, -1)
+    pos = rows[data.y[rows] == 1]
+    neg = rows[data.y[rows] == 0]
+    neg = np.sort(rng.choice(neg, size=min(len(neg), config.max_negative_rows), replace=False))
+    picked: list[np.ndarray] = []
+    for e in np.unique(event[pos]):
+        r = pos[event[pos] == e]
+        picked.append(np.sort(rng.choice(r, size=min(len(r), config.max_rows_per_event), replace=False)))
+    pos_rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    w_pos = np.concatenate([np.full(len(p), 1.0 / len(p)) for p in picked]) if picked else np.zeros(0)
+    n_events = max(len(picked), 1)
+    w_neg = np.full(len(neg), n_events / max(len(neg), 1))
+    idx = np.concatenate([pos_rows, neg])
+    w = np.concatenate([w_pos, w_neg])
+    return idx, w * (len(idx) / w.sum())  # mean weight 1 keeps min_samples_leaf meaningful
+
+
+def _rforest(n: int, seed: int) -> RandomForestClassifier:
+    # All cores to fit (trees are independent; the result does not depend on n_jobs); the
+    # shipped forest scores with one (see _merge), as the worker calls it per micro-batch.
+    return RandomForestClassifier(n_estimators=n, min_samples_leaf=5, max_depth=16, random_state=seed, n_jobs=-1)
+
+
+def _iforest(data: Dataset, rows: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> IsolationForest:
+    normal = rows[data.y[rows] == 0]
+    pick = np.sort(rng.choice(normal, size=min(len(normal), config.max_normal_rows), replace=False))
+    return IsolationForest(n_estimators=config.n_estimators, random_state=config.seed, n_jobs=-1).fit(data.x[pick])
+
+
+def _merge(forests: Sequence[RandomForestClassifier]) -> RandomForestClassifier:
+    """One forest whose vote share is the mean of the given forests' (all trained on classes 0 and 1)."""
+    merged = forests[0]
+    merged.estimators_ = [t for f in forests for t in f.estimators_]
+    merged.n_estimators = len(merged.estimators_)
+    merged.n_jobs = 1
+    return merged
 
 
 def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: float = 300.0) -> ModelBundle:
-    """Fit the forests, calibrate each member and the stacker, choose the alert threshold.
-
-    The first ``fit_fraction`` of the time span fits the forests; the rest calibrates the
-    members and the stacker and picks the threshold (so both see rows the forests did not).
-    """
+    """Fit the forests out of fold, calibrate each member and the stacker, choose rule and threshold."""
     config = config or TrainConfig()
     rng = np.random.default_rng(config.seed)
-    cut = np.quantile(data.t, config.fit_fraction)
     train = data.train if len(data.train) == len(data.y) else np.ones(len(data.y), dtype=bool)
-    fit, cal = (data.t <= cut) & train, (data.t > cut) & train
-    for name, mask in (("fit", fit), ("calibration", cal)):
+    fold = _folds(data, config.folds)
+    fit_masks = [train & (fold != k) for k in range(config.folds)]
+    for k, mask in enumerate(fit_masks):
         if data.y[mask].sum() < 5 or (data.y[mask] == 0).sum() < 50:
-            raise ValueError(f"the {name} split needs >= 5 positive and >= 50 negative rows")
+            raise ValueError(f"fold {k}: the fit rows need >= 5 positive and >= 50 negative rows")
 
-    x_fit, y_fit = data.x[fit], data.y[fit]
-    normal = np.flatnonzero(y_fit == 0)
-    positive = np.flatnonzero(y_fit == 1)
-    iforest_rows = rng.choice(normal, size=min(len(normal), config.max_normal_rows), replace=False)
-    iforest = IsolationForest(n_estimators=config.n_estimators, random_state=config.seed)
-    iforest.fit(x_fit[np.sort(iforest_rows)])
+    # Out-of-fold member outputs for every row (window rows included, for the event replay).
+    raw = np.zeros((len(data.y), len(MEMBERS)))
+    raw[:, 0] = logit(data.stat)
+    trees = max(1, -(-config.n_estimators // config.folds))
+    forests: list[RandomForestClassifier] = []
+    rows_fit = 0
+    for k, mask in enumerate(fit_masks):
+        rows = np.flatnonzero(mask)
+        idx, w = _fit_rows(data, rows, config, rng)
+        rows_fit += len(idx)
+        rf = _rforest(trees, config.seed + k).fit(data.x[idx], data.y[idx], sample_weight=w)
+        forests.append(rf)
+        out = fold == k
+        raw[out, 2] = rf.predict_proba(data.x[out])[:, 1]
+        raw[out, 1] = -_iforest(data, rows, config, rng).score_samples(data.x[out])
+    iforest = _iforest(data, np.flatnonzero(train), config, rng)
+    iforest.n_jobs = 1  # scored per micro-batch in the worker
+    bundle = ModelBundle("unsaved", iforest, _merge(forests), {m: Platt() for m in MEMBERS}, (1.0, 0.0, 0.0), 0.0)
 
-    positive = rng.choice(positive, size=min(len(positive), config.max_positive_rows), replace=False)
-    negatives = rng.choice(
-        normal, size=min(len(normal), config.max_negatives_per_positive * max(len(positive), 1)), replace=False
-    )
-    rf_rows = np.sort(np.concatenate([positive, negatives]))
-    rforest = RandomForestClassifier(
-        n_estimators=config.n_estimators, min_samples_leaf=5, max_depth=16, class_weight="balanced_subsample",
-        random_state=config.seed, n_jobs=1,
-    )
-    rforest.fit(x_fit[rf_rows], y_fit[rf_rows])
-
-    bundle = ModelBundle("unsaved", iforest, rforest, {m: Platt() for m in MEMBERS}, (1.0, 0.0, 0.0), 0.0)
-    x_cal, y_cal = data.x[cal], data.y[cal]
-    raw = bundle.member_raw(x_cal, data.stat[cal])
-    bundle.calibration = {m: _platt(raw[:, i], y_cal) for i, m in enumerate(MEMBERS)}
-    probs = bundle.member_probs(raw)
-    stacker = LogisticRegression(C=10.0).fit(logit(probs), y_cal)
+    # Calibration rows: every positive training row and a random share of the negatives (weighted back).
+    cal = np.flatnonzero(train)
+    neg = cal[data.y[cal] == 0]
+    keep = min(len(neg), config.max_calibration_negatives)
+    cal = np.sort(np.concatenate([cal[data.y[cal] == 1], rng.choice(neg, size=keep, replace=False)]))
+    y_cal = data.y[cal]
+    w_cal = np.where(y_cal == 1, 1.0, len(neg) / max(keep, 1))
+    bundle.calibration = {m: _platt(raw[cal, i], y_cal, w_cal) for i, m in enumerate(MEMBERS)}
+    probs_all = bundle.member_probs(raw)
+    probs = probs_all[cal]
+    stacker = LogisticRegression(C=10.0).fit(logit(probs), y_cal, sample_weight=w_cal)
     bundle.stack_weights = tuple(float(w) for w in stacker.coef_[0])
     bundle.stack_bias = float(stacker.intercept_[0])
 
-    # Threshold and event-level figures on every row of the calibration period (event windows
-    # included), each member alone at its own best threshold beside the ensemble.
-    period = data.t > cut
-    all_probs = bundle.member_probs(bundle.member_raw(data.x[period], data.stat[period]))
+    # The false-alarm budget, then the threshold of each rule on every row (event windows
+    # included), each member alone at its own best threshold beside the combinations.
+    everything = np.ones(len(data.y), dtype=bool)
+    replayer = _Replayer(data.symbol, data.t, cooldown_s)
+    budget = config.max_false_alarms_per_symbol_day
+    if budget is None:
+        reference = choose_threshold(data, everything, data.stat, cooldown_s,
+                                     candidates=np.asarray([STAT_ONLY_THRESHOLD]), replayer=replayer)[1]
+        budget = config.false_alarm_share * reference.false_alarms_per_symbol_day
     events: dict[str, dict[str, Any]] = {}
     best: tuple[tuple[float, float], str, float] | None = None
     for rule in COMBINATIONS:
         bundle.combination = rule
-        thr, rep = choose_threshold(data, period, bundle.combine(all_probs), cooldown_s)
+        thr, rep = choose_threshold(data, everything, bundle.combine(probs_all), cooldown_s, budget, replayer=replayer)
         events[rule] = {"threshold": thr, **rep.summary()}
-        key = (rep.f1, -rep.false_alarms_per_symbol_day)
+        within = rep.false_alarms_per_symbol_day <= budget + 1e-9
+        key = (rep.f1 if within else -1.0, -rep.false_alarms_per_symbol_day)
         if best is None or key > best[0]:
             best = (key, rule, thr)
     assert best is not None
@@ -254,8 +414,10 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     events["chosen"] = {"combination": bundle.combination, **events[bundle.combination]}
 
     metrics: dict[str, float | int] = {
-        "rows_fit": int(fit.sum()), "rows_calibration": int(cal.sum()),
-        "positives_fit": int(y_fit.sum()), "positives_calibration": int(y_cal.sum()),
+        "rows_fit": rows_fit, "rows_calibration": len(cal),
+        "positives_fit": int(data.y[train].sum()), "positives_calibration": int(y_cal.sum()),
+        "events": len(_events_and_spans(data, everything)[0]), "folds": config.folds,
+        "false_alarm_budget_per_symbol_day": round(float(budget), 4),
     }
     for i, m in enumerate(MEMBERS):
         metrics[f"auc_{m}"] = round(float(roc_auc_score(y_cal, probs[:, i])), 4)
@@ -264,6 +426,6 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     metrics["auc_ensemble"] = round(float(roc_auc_score(y_cal, cal_ens)), 4)
     metrics["ap_ensemble"] = round(float(average_precision_score(y_cal, cal_ens)), 4)
     bundle.info = {"metrics": metrics, "events_calibration": events, "seed": config.seed,
-                   "n_estimators": config.n_estimators}
+                   "n_estimators": bundle.rforest.n_estimators}
     logger.info("trained ensemble: %s", events["chosen"])
     return bundle

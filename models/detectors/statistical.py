@@ -104,6 +104,12 @@ class StatisticalConfig:
     pump_z: float = 3.0  # price, volume and trade rate all >= 3 sigma together score 0.5
     burst_z: float = 3.5  # volume and trade rate both >= 3.5 sigma (wash trading) score 0.5
     protect_threshold: float = 0.5
+    # Stale price: a run of unchanged prices this rare scores 0.5 (flat_surprise, e-folds below
+    # once a symbol-day: ln 1e6 = a run expected once in a million symbol-days if repeats were
+    # independent). The margin is wide because repeats cluster in bursts of activity: ordinary
+    # runs reach 7-8 on liquid synthetic symbols, a frozen feed goes far past 30 within minutes.
+    stale_surprise: float = math.log(1e6)
+    min_flat_trades: int = 5
 
     def __post_init__(self) -> None:
         if self.baseline_tau_s <= 0:
@@ -199,6 +205,12 @@ class StatisticalDetector:
             excess = (joint - centre) / width
             if excess > best:
                 best, rule = excess, name
+        # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
+        surprise = features.flat_surprise
+        if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
+            excess = (surprise - cfg.stale_surprise) * inv_width
+            if excess > best:
+                best, rule = excess, "stale_price"
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         score = _sigmoid(best) if active else 0.0
         return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales))

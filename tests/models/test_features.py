@@ -160,6 +160,8 @@ def reference(prefix: Sequence[Tick], cfg: FeatureConfig) -> dict[str, float | b
     buy = np.asarray([tk.side == "buy" for tk in prefix[first:]], dtype=np.float64)
     sell = np.asarray([tk.side == "sell" for tk in prefix[first:]], dtype=np.float64)
     same = np.asarray([j > 0 and prefix[j].timestamp == eff[j - 1] for j in range(first, n)], dtype=np.float64)
+    repeats = np.asarray([j > 0 and prefix[j].price == prefix[j - 1].price for j in range(first, n)],
+                         dtype=np.float64)
 
     def rate(amounts: np.ndarray, tau: float) -> float:
         return float(math.fsum(amounts * np.exp(-ages / tau)) / tau)
@@ -186,6 +188,11 @@ def reference(prefix: Sequence[Tick], cfg: FeatureConfig) -> dict[str, float | b
         flat += 1
         j -= 1
     out["flat_trades"] = float(flat)
+    # Rarity of the run: repeat share q over the slow window (one pseudo repeat, one pseudo change).
+    prior = 1.0 / cfg.slow_tau_s
+    q = (rate(repeats, cfg.slow_tau_s) + prior) / (rate(ones, cfg.slow_tau_s) + 2.0 * prior)
+    q = min(max(q, 1e-3), 1.0 - 1e-3)
+    out["flat_surprise"] = -math.log(max(ts, 1e-9) * 86_400.0 * (1.0 - q)) - flat * math.log(q)
     return out
 
 
