@@ -16,8 +16,9 @@ neighbouring, near-identical rows of one event into both halves; a symbol split 
 
 The alert threshold is chosen by event-level evaluation under a false-alarm budget: the best
 event F1 among thresholds whose false alarms per symbol-day do not exceed the budget (by
-default the statistical layer's own rate at its default threshold on the same rows, so the
-ensemble is never allowed to buy recall with more false alarms than the layer it must beat).
+default half the statistical layer's own rate at its default threshold on the same rows, so the
+ensemble is never allowed to buy recall with more false alarms than the layer it must beat; half,
+because the best of many candidate thresholds on the training rows alarms more on new data).
 """
 
 from __future__ import annotations
