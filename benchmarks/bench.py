@@ -327,12 +327,17 @@ class Bench:
         return res
 
     def _skip_latency(self, result: dict[str, Any]) -> str | None:
+        """Why a latency run would be meaningless (the contender cannot keep up), or None to run it.
+
+        An unknown throughput (run too short to time) does not skip the latency run.
+        """
+        rate = result.get("ticks_per_s")
+        if rate is None or rate >= self.opts.rate:
+            return None
+        capacity = f"capacity {rate:.0f} ticks/s < offered {self.opts.rate:.0f}/s"
         if result.get("ticks", 0) < result.get("ticks_offered", 0):
-            return (f"throughput run consumed only the first {result['ticks']} ticks; capacity "
-                    f"{result.get('ticks_per_s', 0):.0f} ticks/s < offered {self.opts.rate:.0f}/s: saturated")
-        if result.get("ticks_per_s", 0) < self.opts.rate:
-            return f"saturated: capacity {result.get('ticks_per_s', 0):.0f} ticks/s < offered {self.opts.rate:.0f}/s"
-        return None
+            return f"saturated: {capacity} (its throughput run consumed only the first {result['ticks']} ticks)"
+        return f"saturated: {capacity}"
 
     # ------------------------------------------------------------------ own contenders
     def run_own(self, kind: str, thr_topic: str, n_ticks: int) -> dict[str, Any]:
