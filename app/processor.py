@@ -127,7 +127,8 @@ class TickProcessor:
                     self.metrics.ticks_forwarded.inc()
                     await self.keyed_topic.send(key=tick.symbol, value=encode(tick.to_dict()))
             event_of_partition[msg.partition] = event
-            self.metrics.end_to_end_ms.observe(max(0.0, now_ms - msg.timestamp))
+            # Faust gives the Kafka record timestamp in seconds (float).
+            self.metrics.end_to_end_ms.observe(max(0.0, now_ms - msg.timestamp * 1000.0))
 
         if not local:
             self.metrics.batches.inc()
