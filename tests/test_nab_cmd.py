@@ -1,0 +1,115 @@
+"""``cryptotrace nab`` (app.nab_cmd) on a tiny NAB-shaped directory, and the ablation's pieces (app.ablation)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import nab_cmd
+from app.ablation import SeedRun, calibrate, evaluate_method, evaluate_random, markdown
+from app.nab_data import load_corpus, load_windows
+from app.settings import Settings
+from models import nab
+from models.evaluation import Event
+
+
+def _write_nab(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    windows = {}
+    for folder, name, n, jump in (("artA", "a.csv", 1500, 1100), ("realB", "b.csv", 1200, 800)):
+        (root / "data" / folder).mkdir(parents=True)
+        stamps = np.datetime64("2014-01-01T00:00:00") + np.arange(n) * np.timedelta64(5, "m")
+        v = 50 + 0.3 * rng.normal(size=n).cumsum() + rng.normal(size=n)
+        v[jump:] += 40.0  # a level shift inside the window
+        with (root / "data" / folder / name).open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["timestamp", "value"])
+            w.writerows([str(t).replace("T", " "), f"{x:.4f}"] for t, x in zip(stamps, v, strict=True))
+        lo, hi = stamps[jump - 40], stamps[jump + 40]
+        windows[f"{folder}/{name}"] = [[str(lo).replace("T", " ") + ".000000", str(hi).replace("T", " ") + ".000000"]]
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+
+
+def test_nab_command_writes_scores_and_both_thresholds(tmp_path: Path) -> None:
+    data, out = tmp_path / "nab", tmp_path / "out"
+    _write_nab(data)
+    settings = Settings(model_dir=tmp_path / "no-models")
+    args = argparse.Namespace(data=data, out=out, model_version=None, threshold=None, stat_only=True, batch_size=None)
+    assert nab_cmd.run(settings, args) == 0
+    result = json.loads((out / "nab.json").read_text())
+    fixed, opt = result["fixed"], result["optimised"]
+    assert fixed["threshold"] == 0.5 and fixed["scores_csv_reproduces_fixed"] is True
+    for key in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
+        assert -1000 < fixed[key] <= 100 and opt[key] >= fixed[key] - 1e-9  # the optimiser tries 0.5 too
+    assert fixed["windows"] == 2
+    with gzip.open(out / "scores.csv.gz", "rt") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["file", "timestamp", "anomaly_score"]
+    corpus = load_corpus(data)
+    assert len(rows) - 1 == sum(len(s) for s in corpus.values())
+    assert rows[1][0] == "artA/a.csv" and rows[1][1] == "2014-01-01 00:00:00"
+    # the file, scored by NAB's plain rule at the fixed threshold, gives the fixed figure
+    by_file: dict[str, list[float]] = {}
+    for name, _, s in rows[1:]:
+        by_file.setdefault(name, []).append(float(s))
+    layouts = nab.layout_corpus({k: s.timestamps for k, s in corpus.items()}, load_windows(data))
+    score = nab.score_corpus(layouts, {k: np.asarray(v) for k, v in by_file.items()}, nab.STANDARD, 0.5)
+    assert round(score.normalised, 2) == fixed["standard"]
+    # the level shifts are inside the windows: the statistical layer finds them
+    assert fixed["detected_windows"] == 2
+
+
+def test_nab_command_refuses_a_missing_directory(tmp_path: Path) -> None:
+    args = argparse.Namespace(data=None, out=tmp_path, model_version=None, threshold=None, stat_only=True,
+                              batch_size=None)
+    import os
+    old = os.environ.get("CRYPTOTRACE_NAB_DIR")
+    os.environ["CRYPTOTRACE_NAB_DIR"] = str(tmp_path / "nothing")
+    try:
+        assert nab_cmd.run(Settings(), args) == 2
+    finally:
+        if old is None:
+            del os.environ["CRYPTOTRACE_NAB_DIR"]
+        else:
+            os.environ["CRYPTOTRACE_NAB_DIR"] = old
+
+
+def _run(seed: int, scores: np.ndarray) -> SeedRun:
+    day = 86_400_000
+    times = np.arange(0, day, 60_000, dtype=np.int64)
+    return SeedRun(seed, {"m": scores, "rolling_z": scores}, np.array(["A"] * times.size, dtype=object), times,
+                   np.ones(times.size), [Event("A", 600 * 60_000, 620 * 60_000, "pump_and_dump")],
+                   [Event("A", 600 * 60_000, 620 * 60_000, "pump_and_dump")], {"A": (0, int(times[-1]))})
+
+
+def test_calibrate_respects_the_cap_and_evaluation_uses_the_frozen_threshold() -> None:
+    s = np.zeros(1440)
+    s[605] = 0.9  # the event
+    s[100] = 0.7  # a false alarm below it
+    run = _run(1, s)
+    thr, rep = calibrate(run, "m", 300.0, fa_cap=0.5)
+    assert 0.7 < thr <= 0.9 and rep.f1 == 1.0 and rep.false_alarms == 0
+    out = evaluate_method([run], "m", thr, 300.0, resamples=50)
+    assert out["pooled"]["f1"] == 1.0 and out["per_seed"]["1"]["false_alarms"] == 0
+    rnd = evaluate_random([run], [2.0])
+    assert rnd["pooled"]["false_alarms_per_symbol_day"] > 0
+    table = markdown({"synthetic": {"calibration_seed": 1, "eval_seeds": [1], "fa_cap": 0.5, "symbol_days": 1.0,
+                                    "events": 1, "methods": {"m": out, "random": {"threshold": None, **rnd}}}})
+    assert "| m |" in table and "| random |" in table
+
+
+@pytest.mark.parametrize("thr", [0.5, 0.9])
+def test_nab_scores_fixed_is_one_of_the_optimiser_candidates(thr: float) -> None:
+    ts = np.arange(300, dtype=np.int64) * 60_000_000_000
+    layouts = {"f": nab.layout_file(ts, [(ts[200], ts[230])])}
+    s = np.zeros(300)
+    s[205] = 0.95
+    res = nab_cmd.nab_scores(layouts, {"f": s}, nab_cmd.load_profiles(Path("/nonexistent")), thr, 30)
+    assert res["fixed"]["standard"] == res["optimised"]["standard"] > 99
