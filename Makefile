@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR ?= artifacts/models
 DEMO_SECONDS ?=
 
-.PHONY: install model demo worker test test-unit test-integration lint clean
+.PHONY: install model demo worker test test-unit test-integration lint audit clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ worker: install
 	$(VENV)/bin/cryptotrace worker
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-unit: install
 	$(PY) -m pytest -q -m "not integration"
@@ -39,6 +39,12 @@ test-integration: install
 lint: install
 	$(VENV)/bin/ruff check app agents models tests benchmarks
 	$(VENV)/bin/mypy app agents models
+
+# Known-vulnerability audit of the installed dependencies (needs the PyPI JSON API or api.osv.dev;
+# the development machine reaches neither, so it is not part of `make test`).
+audit: install
+	$(PY) -m pip install -q pip-audit
+	$(VENV)/bin/pip-audit --progress-spinner off
 
 clean:
 	rm -rf $(VENV) cryptotrace-data artifacts .pytest_cache .hypothesis

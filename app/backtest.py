@@ -59,6 +59,17 @@ Series = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.fl
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """How the event-level report is computed and drawn (shared by backtest and replay)."""
+
+    out: Path
+    episode_gap_s: float = EPISODE_GAP_S
+    max_plots: int = 30
+    bootstrap: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class BacktestOptions:
     ticks: Path
     labels: Path
@@ -79,6 +90,9 @@ class BacktestOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_plots < 0 or self.bootstrap < 1 or self.episode_gap_s < 0:
             raise ValueError("max_plots must be >= 0, bootstrap >= 1 and episode_gap_s >= 0")
+
+    def report_options(self) -> ReportOptions:
+        return ReportOptions(self.out, self.episode_gap_s, self.max_plots, self.bootstrap, self.seed)
 
 
 @dataclass
@@ -102,7 +116,7 @@ def run_pipeline(pipeline: Pipeline, table: TickTable, batch_size: int, progress
               disable=not progress) as bar:
         for lo, ticks in table.batches(batch_size):
             res = pipeline.process(snapshots, ticks)
-            scores[lo:lo + len(ticks)] = res.scores
+            scores[lo:lo + len(ticks)] = [math.nan if s is None else s for s in res.scores]
             for a in res.alerts:
                 lines.append((a.event_time, a.symbol, encode(a.to_dict())))
                 alerts.append((a.symbol, a.event_time, a.price))
@@ -266,12 +280,22 @@ def _plots(
 def backtest(pipeline: Pipeline, table: TickTable, labels: Sequence[Event], opts: BacktestOptions,
              batch_size: int, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``table`` through ``pipeline``, write the outputs to ``opts.out``, return the report."""
-    t_start = time.perf_counter()
-    opts.out.mkdir(parents=True, exist_ok=True)
     replay = run_pipeline(pipeline, table, batch_size, opts.progress)
-    with (opts.out / "alerts.jsonl").open("wb") as fh:
+    return write_report(pipeline, table, replay, labels, opts.report_options(), batch_size, meta)
+
+
+def write_alerts(out: Path, replay: Replay) -> None:
+    """``out/alerts.jsonl``: one alert record a line, by event time then symbol."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "alerts.jsonl").open("wb") as fh:
         fh.writelines(line + b"\n" for *_, line in replay.alert_lines)
 
+
+def write_report(pipeline: Pipeline, table: TickTable, replay: Replay, labels: Sequence[Event],
+                 opts: ReportOptions, batch_size: int, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score what ``pipeline`` did on ``table`` (``replay``) against ``labels``; write alerts, report, plots."""
+    t_start = time.perf_counter() - replay.seconds
+    write_alerts(opts.out, replay)
     t_eval = time.perf_counter()
     spans = table.spans()
     events, ignored = select_events(labels, spans)
@@ -338,24 +362,29 @@ def backtest(pipeline: Pipeline, table: TickTable, labels: Sequence[Event], opts
     return result
 
 
-def run_backtest(settings: Settings, opts: BacktestOptions) -> dict[str, Any]:
-    """The command: read the data set and labels, build the pipeline as the worker does, backtest."""
+def build_pipeline(settings: Settings, model_version: str | None, threshold: float | None) -> Pipeline:
+    """The worker's pipeline (model and threshold chosen as the worker chooses them), with overrides."""
     from app.factory import load_models, pipeline_config
 
+    updates: dict[str, Any] = {}
+    if model_version is not None:
+        updates["model_version"] = model_version
+    if threshold is not None:
+        updates["alert_threshold"] = threshold
+    settings = settings.model_copy(update=updates)
+    bundle = load_models(settings)
+    return Pipeline(pipeline_config(settings, bundle), bundle)
+
+
+def run_backtest(settings: Settings, opts: BacktestOptions) -> dict[str, Any]:
+    """The command: read the data set and labels, build the pipeline as the worker does, backtest."""
     t0 = time.perf_counter()
     table = read_ticks(opts.ticks)
     labels = read_labels(opts.labels, table.symbols)
     read_s = time.perf_counter() - t0
     logger.info("read %d ticks of %d symbols from %d file(s) in %.1f s (%d rows rejected), %d labels",
                 len(table), len(table.symbols), len(table.files), read_s, sum(table.rejected.values()), len(labels))
-    updates: dict[str, Any] = {}
-    if opts.model_version is not None:
-        updates["model_version"] = opts.model_version
-    if opts.threshold is not None:
-        updates["alert_threshold"] = opts.threshold
-    settings = settings.model_copy(update=updates)
-    bundle = load_models(settings)
-    pipeline = Pipeline(pipeline_config(settings, bundle), bundle)
+    pipeline = build_pipeline(settings, opts.model_version, opts.threshold)
     batch_size = opts.batch_size or settings.batch_size
     command = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
     meta = {"command": command, "read_s": read_s}

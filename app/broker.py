@@ -62,8 +62,11 @@ class EmbeddedBroker:
     Use as a context manager; ``url`` is the Faust broker URL to give the app.
     """
 
-    def __init__(self, port: int = 0, *, log_path: Path | None = None, start_timeout_s: float = 20.0) -> None:
+    def __init__(self, port: int = 0, *, log_path: Path | None = None, start_timeout_s: float = 20.0,
+                 advertised_port: int | None = None) -> None:
+        """``advertised_port``: the port clients are told to connect to (a proxy in front; tests)."""
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -83,8 +86,9 @@ class EmbeddedBroker:
                 "or CRYPTOTRACE_EMBEDDED_BROKER_PORT to pick another port"
             )
         listen = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         cmd = [
-            broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", listen,
+            broker_binary(), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/", "--cluster-id", f"cryptotrace-{self.port}",
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

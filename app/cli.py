@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.kafka_security import KafkaSecurity
 from app.settings import Settings
 
 logger = logging.getLogger("cryptotrace")
@@ -73,7 +74,7 @@ def cmd_feed_synthetic(settings: Settings, args: argparse.Namespace) -> int:
     from app.feed import produce_ticks
     from models.synthetic import default_profiles, generate, random_injections
 
-    url = settings.broker_url or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+    url = _broker_url(settings)
     now = int(time.time() * 1000)
     start = now - int(args.backfill_minutes * 60_000)
     duration = (args.backfill_minutes + args.minutes) * 60.0
@@ -88,12 +89,90 @@ def cmd_feed_synthetic(settings: Settings, args: argparse.Namespace) -> int:
                 fh.write(f"{lab.symbol},{lab.start_ms},{lab.end_ms},{lab.scenario}\n")
     from app.topics import ensure_topics
 
-    ensure_topics(url, [settings.ticks_topic], settings.topic_partitions)
+    client = KafkaSecurity.from_settings(settings).client_kwargs()
+    ensure_topics(url, [settings.ticks_topic], settings.topic_partitions, client=client)
     logger.info("feeding %d ticks (%d labelled events) to %s", len(batch), len(labels), url)
     with tqdm(total=len(batch), unit="tick", file=sys.stderr) as bar:
         sent = asyncio.run(produce_ticks(url, settings.ticks_topic, batch.records(), live_from_ms=now,
-                                         speed=args.speed, progress=bar))
+                                         speed=args.speed, progress=bar, client=client))
     logger.info("sent %d ticks", sent)
+    return 0
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` (None: as fast as the broker takes them) or an event-time multiple: ``1x``, ``10x``, ``0.5``.
+
+    >>> parse_speed("max"), parse_speed("10x"), parse_speed("2.5")
+    (None, 10.0, 2.5)
+    """
+    s = text.strip().lower()
+    if s == "max":
+        return None
+    try:
+        speed = float(s.removesuffix("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be max or a multiple like 1x or 10x, got {text!r}") from None
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"speed must be > 0, got {text!r}")
+    return speed
+
+
+def _broker_url(settings: Settings) -> str:
+    """The configured broker, else the embedded one a local `cryptotrace worker`/`demo` started."""
+    return settings.broker_url or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+
+
+def cmd_feed_file(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.feed import produce_ticks
+    from app.tickfiles import read_ticks
+    from app.topics import ensure_topics
+
+    try:
+        table = read_ticks(args.path)
+    except (OSError, ValueError) as exc:
+        logger.error("feed file failed: %s", exc)
+        return 2
+    url, topic = _broker_url(settings), args.topic or settings.ticks_topic
+    client = KafkaSecurity.from_settings(settings).client_kwargs()
+    ensure_topics(url, [topic], settings.topic_partitions, client=client)  # before producing: no auto-created topic
+    first = int(table.timestamp[0])
+    logger.info("feeding %d ticks of %d symbols to %s at %s", len(table), len(table.symbols), topic,
+                "max speed" if args.speed is None else f"{args.speed}x event time")
+    t0 = time.perf_counter()
+    with tqdm(total=len(table), unit="tick", desc="feed", file=sys.stderr, mininterval=1.0) as bar:
+        sent = asyncio.run(produce_ticks(url, topic, table.records(), speed=args.speed or 1.0,
+                                         live_from_ms=None if args.speed is None else first, progress=bar,
+                                         client=client))
+        bar.update(sent - bar.n)
+    seconds = time.perf_counter() - t0
+    sys.stdout.write(json.dumps({"topic": topic, "sent": sent, "rejected": dict(table.rejected),
+                                 "symbols": len(table.symbols), "seconds": round(seconds, 3)}) + "\n")
+    return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from app.backtest import build_pipeline
+    from app.replay import ReplayOptions, parse_bound, run_replay
+    from models.errors import ConfigError
+
+    now_ms = int(time.time() * 1000)
+    name = args.name or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    app_id = f"{settings.app_id}-replay-{name}"
+    try:
+        opts = ReplayOptions(
+            topic=args.topic or settings.ticks_topic, start=parse_bound(args.start, now_ms),
+            end=parse_bound(args.end, now_ms), app_id=app_id, alerts_topic=args.alerts_topic or f"{app_id}-alerts",
+            live_alerts_topic=settings.alerts_topic, labels=args.labels, out=args.out,
+            batch_size=args.batch_size or settings.batch_size, warmup_ms=int(args.warmup_minutes * 60_000),
+        )
+        summary = run_replay(_broker_url(settings), opts, build_pipeline(settings, args.model_version, args.threshold),
+                             KafkaSecurity.from_settings(settings).client_kwargs())
+    except (OSError, ValueError, ConfigError) as exc:
+        logger.error("replay failed: %s", exc)
+        return 2
+    sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 
 
@@ -164,6 +243,51 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--seed", type=int, default=7)
     fs.add_argument("--labels-out", type=Path, default=None, help="write the labels CSV here")
     fs.set_defaults(func=cmd_feed_synthetic)
+
+    from app.collector import cli as collector_cli
+
+    fe = fsub.add_parser("exchange", help="public exchange trade streams (binance, coinbase, okx) over WebSocket")
+    collector_cli.add_arguments(fe)
+    fe.set_defaults(func=collector_cli.run)
+
+    ff = fsub.add_parser("file", help="recorded ticks (CSV, CSV.gz, Parquet; a file or a directory)")
+    ff.add_argument("path", type=Path)
+    ff.add_argument("--speed", type=parse_speed, default=None,
+                    help="max (default: as fast as possible) or event-time multiple: 1x, 10x, ...")
+    ff.add_argument("--topic", default=None, help="target topic (default: the ticks topic setting)")
+    ff.set_defaults(func=cmd_feed_file)
+
+    r = sub.add_parser("replay", help="re-consume a range of a ticks topic through the pipeline, isolated from live")
+    r.add_argument("--topic", default=None, help="ticks topic to read (default: the ticks topic setting)")
+    r.add_argument("--from", dest="start", default="earliest",
+                   help="earliest | offset:N | time: ms, ISO-8601 or relative (-7d, -36h)")
+    r.add_argument("--to", dest="end", default="latest",
+                   help="latest | offset:N (exclusive) | time (inclusive, as --from)")
+    r.add_argument("--name", default=None, help="replay name: app id <app_id>-replay-<name> (default: UTC time)")
+    r.add_argument("--alerts-topic", default=None, help="where replayed alerts go (default <app id>-alerts)")
+    r.add_argument("--labels", type=Path, default=None, help="labels CSV: write the backtest report (needs --out)")
+    r.add_argument("--out", type=Path, default=None, help="output directory (alerts.jsonl, summary.json, report)")
+    r.add_argument("--model-version", default=None, help="pin the model version (default: the worker's)")
+    r.add_argument("--threshold", type=float, default=None, help="alert threshold (default: the worker's)")
+    r.add_argument("--batch-size", type=int, default=None, help="records per micro-batch (default: the worker's)")
+    r.add_argument("--warmup-minutes", type=float, default=0.0,
+                   help="with --from as a time: process this much earlier history first, without alerting")
+    r.set_defaults(func=cmd_replay)
+
+    from app import ablation, nab_cmd
+
+    na = sub.add_parser("nab", help="score the detector on the Numenta Anomaly Benchmark (fixed and optimised)")
+    nab_cmd.add_arguments(na)
+    na.set_defaults(func=nab_cmd.run)
+    ab = sub.add_parser("ablation", help="members, ensemble and baselines on the scenario suite and NAB")
+    ablation.add_arguments(ab)
+    ab.set_defaults(func=ablation.run)
+
+    from app import models_cli
+
+    mo = sub.add_parser("models", help="model registry (Redis): publish a version to every worker, show it")
+    models_cli.add_arguments(mo)
+    mo.set_defaults(func=models_cli.run)
 
     sy = sub.add_parser("synth", help="write a seeded labelled synthetic data set (ticks.csv.gz, labels.csv)")
     sy.add_argument("--out", type=Path, required=True)

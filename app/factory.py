@@ -7,9 +7,12 @@ from typing import Any
 
 import faust
 
+from app.cache import RedisLink, SymbolCache
+from app.kafka_security import KafkaSecurity
 from app.metrics import Metrics
 from app.model_store import load_bundle, newest_version
 from app.processor import TickProcessor
+from app.registry import ModelWatcher
 from app.settings import Settings
 from app.topics import ensure_topics
 from models.ensemble import ModelBundle
@@ -39,7 +42,8 @@ def pipeline_config(settings: Settings, bundle: ModelBundle | None = None) -> Pi
     threshold = settings.alert_threshold
     if threshold is None:
         threshold = bundle.threshold if bundle is not None else 0.5
-    return PipelineConfig(alert_threshold=threshold, cooldown_s=settings.cooldown_s)
+    return PipelineConfig(alert_threshold=threshold, cooldown_s=settings.cooldown_s,
+                          max_lateness_ms=settings.max_lateness_ms)
 
 
 def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
@@ -54,9 +58,20 @@ def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "producer_linger_ms": 5,  # small sends are batched; 5 ms keeps latency low
         "stream_buffer_maxsize": max(4096, settings.batch_size * 4),
-        "table_standby_replicas": 1,
+        # Standbys follow the changelog of partitions another worker owns, so a fail-over
+        # resumes from a warm copy instead of replaying the whole changelog.
+        "table_standby_replicas": settings.table_standby_replicas,
+        # What other workers use to forward table-routed web requests to this one.
+        "canonical_url": settings.canonical_url,
     }
     embedded = settings.embedded
+    credentials = KafkaSecurity.from_settings(settings).faust_credentials()
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
+    check = settings.recovery_consistency_check
+    conf["recovery_consistency_check"] = (not embedded) if check is None else check
+    if settings.producer_max_batch_bytes is not None:
+        conf["producer_max_batch_size"] = settings.producer_max_batch_bytes
     for key, value, fallback in (
         ("broker_rebalance_timeout", settings.rebalance_timeout_s, 5.0),
         ("broker_session_timeout", settings.session_timeout_s, 10.0),
@@ -69,10 +84,33 @@ def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
     return conf
 
 
+def _watch_registry(app: faust.App, settings: Settings, processor: TickProcessor, link: RedisLink,
+                    metrics: Metrics) -> None:
+    """Every worker polls the Redis model registry and switches models between two batches."""
+    def switch(bundle: ModelBundle) -> None:
+        processor.use_model(Pipeline(pipeline_config(settings, bundle), bundle))
+
+    watcher = ModelWatcher(settings, link, metrics, lambda: processor.pipeline.model_version, switch)
+
+    @app.timer(settings.registry_poll_s, name="cryptotrace.model_registry")
+    async def poll_registry() -> None:
+        await watcher.check()
+
+    app.cryptotrace_registry = watcher  # type: ignore[attr-defined]
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    """Bounded RocksDB memory per partition DB (a fresh dict per table: Faust's store mutates it)."""
+    mb = 1 << 20
+    return {"write_buffer_size": settings.rocksdb_write_buffer_mb * mb, "max_write_buffer_number": 2,
+            "target_file_size_base": 8 * mb, "block_cache_size": settings.rocksdb_block_cache_mb * mb}
+
+
 def prepare_topics(settings: Settings, broker_url: str) -> int:
     """Create the app's topics if missing; return the partition count of the ticks topic."""
     counts = ensure_topics(
-        broker_url, [settings.ticks_topic, settings.alerts_topic, settings.dlq_topic], settings.topic_partitions
+        broker_url, [settings.ticks_topic, settings.alerts_topic, settings.dlq_topic], settings.topic_partitions,
+        client=KafkaSecurity.from_settings(settings).client_kwargs(),
     )
     partitions = counts.get(settings.ticks_topic, settings.topic_partitions)
     if partitions != settings.topic_partitions:
@@ -99,28 +137,50 @@ def create_app(
     alerts = app.topic(settings.alerts_topic, key_type=str, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     dlq = app.topic(settings.dlq_topic, value_type=bytes, value_serializer="raw")
-    table = app.Table("symbol-state", key_type=str, value_type=bytes, partitions=settings.topic_partitions,
-                      help="Per-symbol snapshot: indicators, baselines, cooldown, applied offsets (JSON).")
+    # Raw UTF-8 keys (key_type=bytes; str keys are encoded on the way in), like the input topic's:
+    # the changelog's key -> partition mapping is then Kafka's murmur2(symbol), which is what Faust's
+    # router (table_route) computes. JSON keys (Faust's default for str) hash '"BTCUSDT"' instead and
+    # route web requests to the wrong worker.
+    table = app.Table("symbol-state", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
+                      help="Per-symbol snapshot: indicators, baselines, cooldown, applied offsets (JSON).",
+                      options=rocksdb_options(settings))
+    alerts_table = app.Table("symbol-alerts", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
+                             help="Per-symbol recent alerts, oldest first (JSON list); moves with the symbol.",
+                             options=rocksdb_options(settings))
     metrics = Metrics.create()
+    link = RedisLink(settings.redis_url, metrics) if settings.redis_url else None
+    cache = SymbolCache(link, settings.key_prefix, metrics, size=settings.cache_size, ttl_s=settings.cache_ttl_s,
+                        history_points=settings.history_points, alerts_per_symbol=settings.recent_alerts_per_symbol)
     processor = TickProcessor(
         pipeline=Pipeline(pipeline_config(settings, bundle), bundle), table=table, alerts_topic=alerts, dlq_topic=dlq,
         keyed_topic=keyed, ticks_topic_name=settings.ticks_topic, metrics=metrics,
-        partitions_of=lambda topic: app.consumer.topic_partitions(topic),
+        # The co-partitioned count, not the consumer's metadata: on a worker that is not the group
+        # leader that metadata can be empty, which made every tick look mis-keyed and loop through
+        # the re-key topic forever (found by tests/integration/test_faults.py).
+        partitions_of=lambda topic: partitions,
+        alerts_table=alerts_table, cache=cache, owner=settings.canonical_url,
+        highwater_of=lambda tp: app.consumer.highwater(tp), recent_alerts=settings.recent_alerts_per_symbol,
+        history_points=settings.history_points,
     )
     source = app.topic(settings.ticks_topic, keyed.get_topic_name(), key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     del ticks  # the source channel subscribes to both the input and the re-keyed topic
 
     from agents.ticks import register_tick_agent
+    from app.dashboard import register_dashboard
     from app.web import register_views
 
     register_tick_agent(app, source, processor, settings)
     register_views(app, processor, settings)
+    register_dashboard(app, processor, settings)
 
     async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         processor.forget_cached_state()
 
     app.on_partitions_revoked.connect(_on_revoked)  # type: ignore[arg-type]
+
+    if link is not None:
+        _watch_registry(app, settings, processor, link, metrics)
 
     app.cryptotrace = processor  # type: ignore[attr-defined]
     return app

@@ -34,10 +34,11 @@ async def produce_ticks(
     speed: float = 1.0,
     stop: asyncio.Event | None = None,
     progress: Any = None,
+    client: dict[str, Any] | None = None,
 ) -> int:
-    """Send ``records`` to ``topic``; returns how many were sent."""
+    """Send ``records`` to ``topic``; returns how many were sent. ``client``: extra aiokafka arguments (TLS/SASL)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(broker_url), linger_ms=10,
-                                max_batch_size=256 * 1024, acks=1)
+                                max_batch_size=256 * 1024, acks=1, **(client or {}))
     await producer.start()
     sent = 0
     pending: list[asyncio.Future[Any]] = []

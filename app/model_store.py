@@ -90,18 +90,35 @@ def newest_version(model_dir: Path) -> str | None:
     return max(found, key=lambda p: (p / MANIFEST).stat().st_mtime).name if found else None
 
 
-def load_bundle(model_dir: Path, version: str | None = None) -> ModelBundle:
-    """Load and verify one artifact (the newest when ``version`` is None)."""
+def read_manifest(model_dir: Path, version: str) -> dict[str, Any]:
+    """The manifest of one artifact, checked for format and version (not yet the model file)."""
+    if not version or "/" in version or version.startswith("."):
+        raise ConfigError(f"bad model version {version!r}")
+    try:
+        manifest = json.loads((model_dir / version / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model {version}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != version:
+        raise ConfigError(f"model {version}: manifest format/version mismatch")
+    return manifest
+
+
+def load_bundle(model_dir: Path, version: str | None = None, expected_sha256: str | None = None) -> ModelBundle:
+    """Load and verify one artifact (the newest when ``version`` is None).
+
+    ``expected_sha256``: the model file hash a publisher announced (model registry); an artifact
+    whose manifest names another hash is refused before anything is parsed.
+    """
     version = version or newest_version(model_dir)
     if version is None:
         raise ConfigError(f"no model artifact in {model_dir}")
     path = model_dir / version
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"model {version}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != FORMAT or manifest.get("version") != version:
-        raise ConfigError(f"model {version}: manifest format/version mismatch")
+    manifest = read_manifest(model_dir, version)
+    if expected_sha256 is not None and manifest.get("model_sha256") != expected_sha256:
+        raise ConfigError(
+            f"model {version}: manifest hash {str(manifest.get('model_sha256'))[:12]} != published "
+            f"{expected_sha256[:12]}"
+        )
     actual = _sha256(path / MODEL_FILE)
     if actual != manifest["model_sha256"]:
         raise ConfigError(

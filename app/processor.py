@@ -4,14 +4,18 @@ Kept out of the agent so the agent stays one screen and this stays testable. Ord
 a batch matters for crash safety: alerts are sent *before* the snapshot that records them
 is written, so a crash in between repeats an alert (with the same ``alert_id``) instead of
 losing it; the offsets stored in each snapshot make a redelivered tick a no-op.
+
+After the state: the read models (summaries, chart points, recent alerts) go to the
+dashboard cache in one write per batch. They are derived views, never read back by the
+pipeline, so losing them (Redis down) loses no detection state.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,10 +28,14 @@ from aiokafka.partitioner import DefaultPartitioner
 # in its own task only: never Stream.current_event, which take_events' background reader uses
 # to pair each buffered value with its event (overwriting it there loses records).
 from faust.streams import _current_event
+from faust.types import TP
 
-from app.codec import decode, decode_ticks, encode
+from app.cache import SymbolCache
+from app.codec import Rejected, decode, decode_ticks, encode
 from app.metrics import Metrics
+from app.summary import History, bands_of, summary_of
 from models.alerts import Alert
+from models.ensemble import MEMBERS, RecordingBundle
 from models.pipeline import Pipeline, Position, SymbolSnapshot
 from models.ticks import Tick
 
@@ -56,36 +64,81 @@ class TickProcessor:
     def __init__(
         self, *, pipeline: Pipeline, table: Any, alerts_topic: Any, dlq_topic: Any, keyed_topic: Any,
         ticks_topic_name: str, metrics: Metrics, partitions_of: Callable[[str], int | None],
-        recent_alerts: int = 1000,
+        alerts_table: Any = None, cache: SymbolCache | None = None, owner: str = "",
+        highwater_of: Callable[[TP], int | None] | None = None, recent_alerts: int = 20,
+        history_points: int = 360,
     ) -> None:
         """``partitions_of(topic)`` gives a topic's partition count (broker metadata)."""
         self.partitions_of = partitions_of
         self.pipeline = pipeline
         self.table = table
+        self.alerts_table = alerts_table
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self.keyed_topic = keyed_topic
+        self._keyed_name = keyed_topic.get_topic_name()
         self.ticks_topic_name = ticks_topic_name
         self.metrics = metrics
+        self.dashboard = cache or SymbolCache(None, "", metrics, size=10_000, ttl_s=1.0,
+                                              history_points=history_points, alerts_per_symbol=recent_alerts)
+        self.owner = owner
+        self.highwater_of = highwater_of
+        self.recent_per_symbol = recent_alerts
         self.cache: dict[str, SymbolSnapshot] = {}
-        self.recent: deque[dict[str, Any]] = deque(maxlen=recent_alerts)
+        self.members: dict[str, dict[str, float]] = {}  # last scored tick's member probabilities
+        self.history = History(history_points, bar_ms=int(pipeline.config.features.bar_seconds * 1000))
         self._routes: dict[tuple[str, int], int] = {}
-        metrics.model_info.labels(pipeline.model_version).set(1)
+        self._synced_epoch = 0
+        self.use_model(pipeline)
+
+    # --------------------------------------------------------------------------- model
+    def use_model(self, pipeline: Pipeline) -> None:
+        """Switch to another pipeline (model version); takes effect at the next batch."""
+        if pipeline.bundle is not None and not isinstance(pipeline.bundle, RecordingBundle):
+            pipeline = Pipeline(pipeline.config, RecordingBundle.wrap(pipeline.bundle))
+        old = getattr(self, "_model_version", None)
+        if old is not None and old != pipeline.model_version:
+            self.metrics.model_info.remove(old)
+        self.pipeline = pipeline
+        self._model_version = pipeline.model_version
+        self.metrics.model_info.labels(pipeline.model_version).set(1)
 
     def forget_cached_state(self) -> None:
         """Drop in-memory snapshots (partitions moved: the table is the truth again)."""
         self.cache.clear()
+        self.members.clear()
         self.metrics.symbols.set(0)
 
-    def _snapshot(self, symbol: str) -> SymbolSnapshot | None:
+    # --------------------------------------------------------------------------- reads
+    def snapshot(self, symbol: str) -> SymbolSnapshot | None:
         snap = self.cache.get(symbol)
         if snap is None:
             with _as_current_event(None):
                 raw = self.table.get(symbol)
+                if raw is None:
+                    # Written before the table had raw keys: the key was JSON ('"BTCUSDT"'), in the
+                    # same partition. Read it once; the next write stores it under the raw key.
+                    raw = self.table.get(json.dumps(symbol))
             if raw is not None:
                 snap = SymbolSnapshot.from_state(decode(raw), self.pipeline.config)
                 self.cache[symbol] = snap
         return snap
+
+    def summary(self, symbol: str, snap: SymbolSnapshot | None = None) -> dict[str, Any] | None:
+        snap = snap or self.snapshot(symbol)
+        if snap is None:
+            return None
+        p = self.pipeline
+        return summary_of(snap, members=self.members.get(symbol), threshold=p.config.alert_threshold,
+                          cooldown_s=p.config.cooldown_s, model_version=p.model_version, owner=self.owner)
+
+    def symbol_alerts(self, symbol: str) -> list[dict[str, Any]]:
+        """Recent alerts of a symbol, oldest first, from the changelogged alerts table."""
+        if self.alerts_table is None:
+            return []
+        with _as_current_event(None):
+            raw = self.alerts_table.get(symbol)
+        return list(decode(raw)) if raw is not None else []
 
     def _home(self, symbol: str, partitions: int) -> int:
         key = (symbol, partitions)
@@ -96,30 +149,37 @@ class TickProcessor:
             home = self._routes[key] = partition_for(symbol, partitions)
         return home
 
+    # --------------------------------------------------------------------------- the batch
     async def handle(self, events: Sequence[Any]) -> list[Alert]:
         """Process one micro-batch of events (from one or several partitions)."""
+        pipeline = self.pipeline  # a model swap lands between batches, never inside one
         partitions_of = self.partitions_of
         started = time.perf_counter()
-        now_ms = time.time() * 1000.0
         local: list[Tick] = []
         positions: list[Position] = []
         event_of_partition: dict[int, Any] = {}
+        last_offset: dict[TP, int] = {}
         for event in events:
             msg = event.message
+            last_offset[TP(msg.topic, msg.partition)] = msg.offset
             ticks, rejected = decode_ticks(event.value)
             for bad in rejected:
                 self.metrics.ticks_rejected.labels(bad.reason).inc()
                 logger.warning("rejected record %s[%s]@%s: %s %s", msg.topic, msg.partition, msg.offset,
                                bad.reason, bad.detail)
                 await self.dlq_topic.send(value=bad.dlq_record(msg.topic, msg.partition, msg.offset))
+                self.metrics.dead_letters.labels(bad.reason).inc()
             if not ticks:
                 continue
+            self.metrics.ticks_in.inc(len(ticks))
             partitions = partitions_of(msg.topic) or 1
+            # Records of the re-key topic were keyed by a worker: never forward them again.
+            rekeyed = msg.topic == self._keyed_name
             # One Kafka record may carry several ticks: they share an offset, told apart by a
             # sub-index so redelivery detection still works (offset * 2^16 + index).
             base = msg.offset << 16
             for j, tick in enumerate(ticks):
-                if self._home(tick.symbol, partitions) == msg.partition:
+                if rekeyed or self._home(tick.symbol, partitions) == msg.partition:
                     local.append(tick)
                     positions.append(Position(msg.topic, msg.partition, base + j))
                 else:
@@ -127,20 +187,39 @@ class TickProcessor:
                     self.metrics.ticks_forwarded.inc()
                     await self.keyed_topic.send(key=tick.symbol, value=encode(tick.to_dict()))
             event_of_partition[msg.partition] = event
-            # Faust gives the Kafka record timestamp in seconds (float).
-            self.metrics.end_to_end_ms.observe(max(0.0, now_ms - msg.timestamp * 1000.0))
 
-        if not local:
-            self.metrics.batches.inc()
-            return []
+        alerts = await self._apply(pipeline, local, positions, event_of_partition) if local else []
+        self.metrics.batches.inc()
+        self.metrics.batch_ms.observe((time.perf_counter() - started) * 1000.0)
+        # End to end: record written to Kafka -> its alerts sent and its state written.
+        now_ms = time.time() * 1000.0
+        for event in events:
+            self.metrics.end_to_end_ms.observe(max(0.0, now_ms - event.message.timestamp * 1000.0))
+        self._observe_lag(last_offset)
+        return alerts
+
+    async def _apply(self, pipeline: Pipeline, local: list[Tick], positions: list[Position],
+                     event_of_partition: dict[int, Any]) -> list[Alert]:
         for symbol in {t.symbol for t in local}:
-            self._snapshot(symbol)
+            self.snapshot(symbol)
+        bundle = pipeline.bundle if isinstance(pipeline.bundle, RecordingBundle) else None
+        if bundle is not None:
+            bundle.last_probs = None
         # The whole batch in one pipeline call: one model call per batch, whatever the partitions.
-        result = self.pipeline.process(self.cache, local, positions)
+        result = pipeline.process(self.cache, local, positions)
+        self._record_members(local, result.scores, bundle)
+        for i, reason, detail in result.rejected:
+            pos = positions[i]
+            self.metrics.ticks_rejected.labels(reason).inc()
+            self.metrics.dead_letters.labels(reason).inc()
+            logger.warning("rejected tick %s[%s]@%s: %s %s", pos.topic, pos.partition, pos.offset >> 16, reason, detail)
+            bad = Rejected(reason, detail, encode(local[i].to_dict()))
+            await self.dlq_topic.send(value=bad.dlq_record(pos.topic, pos.partition, pos.offset >> 16))
+        records = []
         for alert in result.alerts:
             record = alert.to_dict()
+            records.append(record)
             await self.alerts_topic.send(key=alert.symbol, value=encode(record))
-            self.recent.append(record)
             self.metrics.alerts.labels(alert.severity, alert.rule).inc()
             for detector, verdict in alert.detectors.items():
                 if verdict["vote"]:
@@ -151,14 +230,85 @@ class TickProcessor:
         # partitions: write each partition's symbols with one of its own events current.
         # One write per symbol per batch.
         home_of = {pos_tick.symbol: pos.partition for pos_tick, pos in zip(local, positions, strict=True)}
+        by_symbol: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_symbol.setdefault(record["symbol"], []).append(record)
         for partition, event in event_of_partition.items():
             with _as_current_event(event):
                 for symbol in result.touched:
-                    if home_of[symbol] == partition:
-                        self.table[symbol] = encode(self.cache[symbol].to_state())
-        self.metrics.ticks_processed.inc(len(local) - result.skipped)
+                    if home_of[symbol] != partition:
+                        continue
+                    if symbol in by_symbol and self.alerts_table is not None:
+                        self._append_alerts(symbol, by_symbol[symbol])
+                    self.table[symbol] = encode(self.cache[symbol].to_state())
+        self.metrics.ticks_processed.inc(len(local) - result.skipped - len(result.rejected))
         self.metrics.ticks_redelivered.inc(result.skipped)
-        self.metrics.batches.inc()
         self.metrics.symbols.set(len(self.cache))
-        self.metrics.batch_ms.observe((time.perf_counter() - started) * 1000.0)
+        await self._publish(local, result.scores, result.touched, records)
         return result.alerts
+
+    def _append_alerts(self, symbol: str, new: list[dict[str, Any]]) -> None:
+        """Keep the symbol's newest alerts in its table row; a re-sent alert (same id) is not added twice."""
+        raw = self.alerts_table.get(symbol)
+        kept = list(decode(raw)) if raw is not None else []
+        seen = {a["alert_id"] for a in kept}
+        kept.extend(a for a in new if a["alert_id"] not in seen)
+        self.alerts_table[symbol] = encode(kept[-self.recent_per_symbol:])
+
+    def _record_members(self, ticks: list[Tick], scores: list[float | None], bundle: RecordingBundle | None) -> None:
+        """Member probabilities of each symbol's last scored tick, and how often each member fires."""
+        staged = [i for i, s in enumerate(scores) if s is not None]
+        if not staged:
+            return
+        if bundle is not None and bundle.last_probs is not None and len(bundle.last_probs) == len(staged):
+            probs = bundle.last_probs
+            for k, i in enumerate(staged):
+                self.members[ticks[i].symbol] = {m: float(probs[k, j]) for j, m in enumerate(MEMBERS)}
+            fires = (probs >= 0.5).sum(axis=0)
+            for j, m in enumerate(MEMBERS):
+                if fires[j]:
+                    self.metrics.detector_fires.labels(m).inc(int(fires[j]))
+            return
+        n = 0
+        for i in staged:  # statistical layer alone: its score is the only member
+            score = float(scores[i] or 0.0)
+            self.members[ticks[i].symbol] = {"statistical": score}
+            n += score >= 0.5
+        if n:
+            self.metrics.detector_fires.labels("statistical").inc(n)
+
+    async def _publish(self, ticks: list[Tick], scores: list[float | None], touched: set[str],
+                       alerts: list[dict[str, Any]]) -> None:
+        """The batch's read models to the dashboard cache: one write, whatever the symbol count."""
+        bands = {s: bands_of(self.cache[s]) for s in touched}
+        points = self.history.fold(ticks, scores, bands)
+        summaries = {s: summary for s in touched if (summary := self.summary(s, self.cache[s])) is not None}
+        link = self.dashboard.link
+        if link is not None and link.epoch != self._synced_epoch:
+            # Redis came back (possibly empty): rewrite everything this worker owns, once.
+            self._synced_epoch = link.epoch
+            await self._resync()
+        await self.dashboard.publish(summaries, points, alerts)
+
+    async def _resync(self) -> None:
+        summaries, points, alerts = {}, {}, []
+        for symbol, snap in self.cache.items():
+            summary = self.summary(symbol, snap)
+            if summary is not None:
+                summaries[symbol] = summary
+            points[symbol] = (False, self.history.get(symbol))
+            alerts.extend(self.symbol_alerts(symbol))
+        ok = await self.dashboard.publish(summaries, points, alerts, replace=True)
+        logger.info("dashboard cache resync of %d symbols: %s", len(summaries), "done" if ok else "failed")
+
+    def _observe_lag(self, last_offset: dict[TP, int]) -> None:
+        if self.highwater_of is None:
+            return
+        for tp, offset in last_offset.items():
+            try:
+                high = self.highwater_of(tp)
+            except Exception as exc:  # noqa: BLE001 - metadata not known yet (during a rebalance): skip
+                logger.debug("no high watermark for %s yet: %s", tp, exc)
+                continue
+            if high is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))

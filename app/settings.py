@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,10 +38,45 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float | None = Field(
         None, description="Consumer heartbeat interval; unset = Faust default (1 with the embedded broker)."
     )
+    recovery_consistency_check: bool | None = Field(
+        None, description="Faust's check that a table's persisted offset is not past the changelog's end; "
+        "unset = on, except with the embedded broker (Tansu reports a stale end offset, which fails the check "
+        "after a crash although nothing is wrong).",
+    )
+
+    producer_max_batch_bytes: int | None = Field(
+        None, ge=1,
+        description="Producer batch size in bytes; unset = Faust's default (16 KiB). 1 = one record per batch: "
+        "set it for several workers on the embedded (Tansu) broker, which reports a partition's end offset as "
+        "its last batch's base offset + 1, so a fail-over's table recovery stops short or refuses to start. "
+        "It costs throughput (about 3x slower in the cluster test); real Kafka does not need it.",
+    )
+
+    # --- Kafka security (every client: worker, feeds, replay, collector) ---------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates "
+                                          "(SSL, SASL_SSL); unset = the system's trust store.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
 
     # --- State and web -------------------------------------------------------------------------
     store: Literal["rocksdb://", "memory://"] = Field("rocksdb://", description="Table store (RocksDB via rocksdict).")
     data_dir: Path = Field(Path("cryptotrace-data"), description="Worker data directory (RocksDB tables).")
+    rocksdb_write_buffer_mb: int = Field(
+        4, ge=1, description="RocksDB memtable size per partition DB (x2 buffers, x2 tables, x partitions held). "
+        "Faust's default, 64 MB x 3, let a worker's RSS climb by hundreds of MB under steady load (soak).",
+    )
+    rocksdb_block_cache_mb: int = Field(
+        8, ge=1, description="RocksDB block cache per partition DB: reads hit it only on a snapshot-cache miss "
+        "(start-up, rebalance); Faust's default is 2 GB each.",
+    )
     web_host: str = Field("127.0.0.1", description="Web server bind address (loopback unless configured).")
     web_port: int = Field(6066, description="Web server port (Faust's default).")
 
@@ -60,7 +95,45 @@ class Settings(BaseSettings):
     cooldown_s: float = Field(
         300.0, ge=0, description="Event-time seconds after an alert before the same symbol alerts again."
     )
+    max_lateness_ms: int = Field(
+        1000, ge=0, description="A tick more than this behind its symbol's latest event time goes to the DLQ "
+        "(out_of_order); within it, it is folded in at the latest time. Raise it for producers that do not key by "
+        "symbol: their re-keyed ticks can arrive far behind.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    # --- Cluster and web views ------------------------------------------------------------------
+    table_standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each table partition kept warm on other workers (fast fail-over)."
+    )
+    web_advertised_url: str | None = Field(
+        None, description="URL other workers use to reach this one (routed web requests), e.g. "
+        "'http://worker-1:6066'; unset = http://{web_host}:{web_port}.",
+    )
+    web_tables_enabled: bool = Field(True, description="Serve /tables/{name}/{key} inspection views.")
+    recent_alerts_per_symbol: int = Field(20, ge=1, description="Recent alerts kept per symbol (table and cache).")
+    history_points: int = Field(360, ge=10, description="Chart points (10 s event-time bars) kept per symbol.")
+
+    # --- Redis (cache and model registry) -------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="Redis URL, e.g. 'redis://127.0.0.1:6379/0'. Unset: no shared cache, no model registry."
+    )
+    redis_prefix: str | None = Field(None, description="Prefix of every Redis key; unset = 'cryptotrace:{app_id}:'.")
+    cache_size: int = Field(10_000, ge=1, description="Entries of the in-process LRU in front of Redis.")
+    cache_ttl_s: float = Field(
+        1.0, ge=0, description="How long an in-process cache entry answers reads before Redis is asked again."
+    )
+    registry_poll_s: float = Field(2.0, gt=0, description="How often workers check Redis for a published model.")
+
+    @property
+    def key_prefix(self) -> str:
+        """Prefix of this app's Redis keys (apps sharing a Redis do not collide)."""
+        return self.redis_prefix if self.redis_prefix is not None else f"cryptotrace:{self.app_id}:"
+
+    @property
+    def canonical_url(self) -> str:
+        """How other workers reach this worker's web server."""
+        return self.web_advertised_url or f"http://{self.web_host}:{self.web_port}"
 
     @property
     def embedded(self) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.synthetic import Label, TickBatch, default_profiles, generate, random_injections
+from models.synthetic import Label, TickBatch, default_profiles, generate, quiet_symbols, random_injections
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,18 @@ def write_labels_csv(labels: list[Label], path: Path) -> None:
 
 
 def write_dataset(out: Path, *, symbols: int, hours: float, seed: int, events_per_day: float,
-                  warmup_s: float = 3600.0, start_ms: int = DEFAULT_START_MS) -> tuple[int, int]:
-    """Generate and write ``out/ticks.csv.gz`` and ``out/labels.csv``; returns (ticks, labels)."""
+                  warmup_s: float = 3600.0, start_ms: int = DEFAULT_START_MS,
+                  quiet_fraction: float = 0.0) -> tuple[int, int]:
+    """Generate and write ``out/ticks.csv.gz`` and ``out/labels.csv``; returns (ticks, labels).
+
+    ``quiet_fraction`` of the symbols of each liquidity class get no event (long quiet stretches).
+    """
     out.mkdir(parents=True, exist_ok=True)
     profiles = default_profiles(symbols, seed=seed)
     duration = hours * 3600.0
     injections = random_injections(profiles, start_ms=start_ms, duration_s=duration, seed=seed,
-                                   per_symbol_day=events_per_day, warmup_s=warmup_s)
+                                   per_symbol_day=events_per_day, warmup_s=warmup_s,
+                                   quiet=quiet_symbols(profiles, quiet_fraction))
     batch, labels = generate(profiles, start_ms=start_ms, duration_s=duration, injections=injections, seed=seed)
     write_ticks_csv(batch, out / "ticks.csv.gz")
     write_labels_csv(labels, out / "labels.csv")

@@ -45,6 +45,8 @@ _SIDES: tuple[Side | None, ...] = (None, "buy", "sell")
 _SIDE_CODE = {None: 0, "buy": 1, "sell": 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
+TICK_FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+PARQUET_BATCH_ROWS = 65_536
 
 
 def parse_time_ms(text: str) -> int | float:
@@ -86,17 +88,17 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def tick_files(path: Path) -> list[Path]:
-    """The CSV files of a data set: ``path`` itself, or every ``*.csv[.gz]`` below it, by name."""
+    """The tick files of a data set: ``path`` itself, or every ``*.csv[.gz]``/``*.parquet`` below it, by name."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"no such file or directory: {path}")
     files = sorted(
         p for p in path.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith((".csv", ".csv.gz"))
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(TICK_FILE_SUFFIXES)
     )
     if not files:
-        raise FileNotFoundError(f"no .csv or .csv.gz files in {path}")
+        raise FileNotFoundError(f"no .csv, .csv.gz or .parquet files in {path}")
     return files
 
 
@@ -147,6 +149,12 @@ class TickTable:
             yield lo, [Tick(syms[s], p, q, t, _SIDES[d], exchs[e])
                        for s, p, q, t, d, e in zip(*cols, strict=True)]
 
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Wire-form tick dicts in order (what a feed sends), built lazily."""
+        for _, ticks in self.batches(10_000):
+            for tick in ticks:
+                yield tick.to_dict()
+
     def spans(self) -> dict[str, tuple[int, int]]:
         """Each symbol's first and last tick time (the observed span of the evaluation notes)."""
         out: dict[str, tuple[int, int]] = {}
@@ -160,7 +168,7 @@ class TickTable:
         return out
 
 
-class _Builder:
+class TickTableBuilder:
     """Accumulates validated rows of all files in compact typed arrays."""
 
     def __init__(self) -> None:
@@ -177,6 +185,51 @@ class _Builder:
 
     def add_file(self, path: Path) -> None:
         before, rej_before = len(self.ts), sum(self.rejected.values())
+        if path.name.lower().endswith(".parquet"):
+            self._add_parquet(path)
+        else:
+            self._add_csv(path)
+        logger.info("%s: %d ticks, %d rejected", path, len(self.ts) - before,
+                    sum(self.rejected.values()) - rej_before)
+
+    def _add_row(self, where: str, rec: dict[str, Any] | BadTickError) -> None:
+        """Validate and keep one row, or count its rejection (first three of a reason logged)."""
+        try:
+            if isinstance(rec, BadTickError):
+                raise rec
+            self._add(rec)
+        except BadTickError as exc:
+            self.rejected[exc.reason] += 1
+            if self.rejected[exc.reason] <= 3:
+                logger.warning("%s rejected: %s", where, exc)
+
+    def _add_parquet(self, path: Path) -> None:
+        """Parquet rows through the same validation as CSV rows, one record batch of columns at a time.
+
+        A timestamp column of Arrow timestamp type is converted to ms; numeric columns keep their
+        values, so a wrong type (a string price) is rejected by :func:`tick_from_dict`.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        cols = _columns(pf.schema_arrow.names, path)
+        names = pf.schema_arrow.names
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[names[i] for i in cols.values()]):
+            columns: dict[str, list[Any]] = {}
+            for name, i in cols.items():
+                arr = batch.column(names[i])
+                if pa.types.is_timestamp(arr.type):
+                    arr = arr.cast(pa.timestamp("ms", tz=arr.type.tz)).cast(pa.int64())
+                columns[name] = arr.to_pylist()
+            for i in range(batch.num_rows):
+                self.rows += 1
+                rec = {k: v[i] for k, v in columns.items() if v[i] is not None or k not in ("side", "exchange")}
+                missing = [k for k, v in rec.items() if v is None]
+                self._add_row(f"{path} row {self.rows}",
+                              BadTickError("missing_field", missing[0]) if missing else rec)
+
+    def _add_csv(self, path: Path) -> None:
         with _open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
@@ -189,13 +242,10 @@ class _Builder:
                     continue  # blank line: not a record
                 self.rows += 1
                 try:
-                    self._add(self._record(row, cols))
+                    rec: dict[str, Any] | BadTickError = self._record(row, cols)
                 except BadTickError as exc:
-                    self.rejected[exc.reason] += 1
-                    if self.rejected[exc.reason] <= 3:
-                        logger.warning("%s line %d rejected: %s", path, reader.line_num, exc)
-        logger.info("%s: %d ticks, %d rejected", path, len(self.ts) - before,
-                    sum(self.rejected.values()) - rej_before)
+                    rec = exc
+                self._add_row(f"{path} line {reader.line_num}", rec)
 
     @staticmethod
     def _record(row: list[str], cols: dict[str, int]) -> dict[str, Any]:
@@ -215,7 +265,10 @@ class _Builder:
         return rec
 
     def _add(self, rec: dict[str, Any]) -> None:
-        tick = tick_from_dict(rec)
+        self.add_tick(tick_from_dict(rec))
+
+    def add_tick(self, tick: Tick) -> None:
+        """Keep one already validated tick (the replay's ticks come validated off Kafka)."""
         code = self.sym_code.setdefault(tick.symbol, len(self.sym_code))
         exch = self.exch_code.setdefault(tick.exchange, len(self.exch_code))
         self.ts.append(tick.timestamp)
@@ -225,9 +278,10 @@ class _Builder:
         self.side.append(_SIDE_CODE[tick.side])
         self.exch.append(exch)
 
-    def table(self, files: list[Path]) -> TickTable:
+    def table(self, files: list[Path], *, by_time: bool = True) -> TickTable:
+        """The columns ordered by time (stable), or in the order added when ``by_time`` is False."""
         ts = np.frombuffer(self.ts, dtype=np.int64)
-        order = np.argsort(ts, kind="stable")
+        order = np.argsort(ts, kind="stable") if by_time else np.arange(ts.size)
         return TickTable(
             timestamp=ts[order],
             price=np.frombuffer(self.price, dtype=np.float64)[order],
@@ -246,7 +300,7 @@ class _Builder:
 def read_ticks(path: Path) -> TickTable:
     """Read, validate and order every tick of a file or directory (see the module docstring)."""
     files = tick_files(path)
-    builder = _Builder()
+    builder = TickTableBuilder()
     for f in files:
         builder.add_file(f)
     bad = sum(builder.rejected.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -19,8 +20,10 @@ from app.feed import bootstrap_of
 logger = logging.getLogger(__name__)
 
 
-async def _ensure(bootstrap: str, names: list[str], partitions: int) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics_async(bootstrap: str, names: list[str], partitions: int,
+                              client: dict[str, Any] | None = None) -> dict[str, int]:
+    """Create missing topics (one attempt, inside a running loop); return each topic's partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -37,12 +40,13 @@ async def _ensure(bootstrap: str, names: list[str], partitions: int) -> dict[str
         await admin.close()
 
 
-def ensure_topics(broker_url: str, names: list[str], partitions: int, attempts: int = 20) -> dict[str, int]:
+def ensure_topics(broker_url: str, names: list[str], partitions: int, attempts: int = 20,
+                  client: dict[str, Any] | None = None) -> dict[str, int]:
     """Create missing topics; return each topic's partition count. Retries while the broker starts."""
     last: Exception | None = None
     for _ in range(attempts):
         try:
-            return asyncio.run(_ensure(bootstrap_of(broker_url), names, partitions))
+            return asyncio.run(ensure_topics_async(bootstrap_of(broker_url), names, partitions, client))
         except Exception as exc:  # noqa: BLE001 - broker not ready yet: any client error, retried
             last = exc
             asyncio.run(asyncio.sleep(0.5))

@@ -17,7 +17,7 @@ Models always score a whole micro-batch (one sklearn call per batch, never per r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -170,3 +170,23 @@ def verdicts(
             s = 0.0
         out.append(Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members))
     return out
+
+
+@dataclass
+class RecordingBundle(ModelBundle):
+    """A bundle that keeps the calibrated member probabilities of its last batch call.
+
+    The pipeline returns only the ensemble score per tick; the worker's views and the NAB command
+    also want each member's score. Recording them here costs no second model call.
+    """
+
+    last_probs: np.ndarray | None = None
+
+    @classmethod
+    def wrap(cls, bundle: ModelBundle) -> RecordingBundle:
+        return cls(**{f.name: getattr(bundle, f.name) for f in fields(ModelBundle)})
+
+    def score_batch(self, x: np.ndarray, stat_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ens, probs = ModelBundle.score_batch(self, x, stat_scores)
+        self.last_probs = probs
+        return ens, probs

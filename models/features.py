@@ -283,7 +283,9 @@ class FeatureEngine:
             bollinger_position=(
                 math.nan if mean is None or std is None else (price - mean) / (2.0 * std) if std > 0 else 0.0
             ),
-            moving_avg_ratio=math.nan if mean is None else price / mean,
+            # The shifted rolling mean of a price that collapsed by many orders of magnitude within the
+            # window can round to 0 or below: no ratio then, rather than a crash on a valid tick.
+            moving_avg_ratio=math.nan if mean is None or mean <= 0.0 else price / mean,
             volatility=math.nan if vol is None else 100.0 * vol,
             momentum=math.nan if mom is None else 100.0 * (price / mom - 1.0),
             hour_of_day=float((ts % _MS_PER_DAY) // 3_600_000),

@@ -81,7 +81,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,6 +251,26 @@ def default_profiles(n_symbols: int, *, seed: int, illiquid_fraction: float = 0.
     return out
 
 
+def quiet_symbols(profiles: Sequence[SymbolProfile], fraction: float) -> list[str]:
+    """Every ``1 / fraction``-th symbol of each liquidity class (by position): the symbols left without
+    events, so that a data set has long quiet stretches on liquid and illiquid symbols alike.
+
+    Examples
+    --------
+    >>> quiet_symbols(default_profiles(8, seed=1), 0.25)
+    ['SOLUSDT', 'VIBBTC']
+    """
+    frac = _num("fraction", fraction, 0.0, 1.0)
+    if frac == 0.0:
+        return []
+    step = 1.0 / frac
+    out: list[str] = []
+    for liquid in (True, False):
+        group = [p.symbol for p in profiles if p.liquid == liquid]
+        out += [sym for i, sym in enumerate(group) if math.floor((i + 1) / step) > math.floor(i / step)]
+    return out
+
+
 def _check_span(start_ms: object, duration_s: object) -> tuple[int, int]:
     start = _int("start_ms", start_ms, MIN_TIMESTAMP_MS)
     dur_ms = round(_num("duration_s", duration_s, 1.0) * 1000.0)
@@ -395,6 +415,7 @@ def random_injections(
     per_symbol_day: float = 2.0,
     scenarios: Sequence[str] = SCENARIOS,
     warmup_s: float = 3600.0,
+    quiet: Collection[str] = (),
 ) -> list[Injection]:
     """Random, fully parameterised injections, sorted by start time.
 
@@ -404,6 +425,8 @@ def random_injections(
     start, none runs past the end, and two events of one symbol are at least 2 h apart
     (end of one to start of the next). Pumps start on a whole minute. A symbol's events
     depend only on (seed, symbol) and the span, so adding a symbol moves no other's.
+    Symbols in ``quiet`` get no event at all: long quiet stretches that measure false alarms
+    (the other symbols' events are unchanged).
     """
     seed = _int("seed", seed, 0)
     profs = _check_profiles(profiles)
@@ -414,7 +437,12 @@ def random_injections(
     if not pool or any(s not in SCENARIOS for s in pool):
         raise ValueError(f"scenarios: must be a non-empty subset of {SCENARIOS}, got {pool!r}")
     out: list[Injection] = []
+    unknown = set(quiet) - {p.symbol for p in profs}
+    if unknown:
+        raise ValueError(f"quiet: not in profiles: {sorted(unknown)}")
     for p in profs:
+        if p.symbol in quiet:
+            continue
         rng = np.random.default_rng(sc.seed_sequence(seed, "injections", p.symbol))
         taken: list[tuple[int, int]] = []
         for _ in range(int(rng.poisson(rate * dur_ms / 86_400_000))):

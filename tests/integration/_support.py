@@ -313,3 +313,93 @@ def read_topic(broker: EmbeddedBroker, topic: str, idle_s: float = 2.0, timeout:
 
 def read_json(broker: EmbeddedBroker, topic: str, idle_s: float = 2.0) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in read_topic(broker, topic, idle_s=idle_s)]
+
+
+# --------------------------------------------------------------------------- cluster helpers
+def wait_assigned(workers: list[Worker], topic: str, partitions: int = PARTITIONS, timeout: float = 60.0) -> dict[
+        str, list[int]]:
+    """Poll /cluster and /ready until ``workers`` split all of ``topic``'s partitions, each owning some.
+
+    Returns worker URL -> active partitions of ``topic``.
+    """
+    deadline = time.monotonic() + timeout
+    last: dict[str, list[int]] = {}
+    while time.monotonic() < deadline:
+        last = {}
+        for w in workers:
+            w._check_alive()
+            status, body = w.get("/cluster")
+            ready, _ = w.get("/ready")
+            if status != 200 or ready != 200:
+                break
+            last[w.base_url] = list(body["active"].get(topic, []))
+        else:
+            owned = sorted(p for ps in last.values() for p in ps)
+            if owned == list(range(partitions)) and all(last.values()):
+                return last
+        time.sleep(0.25)
+    raise AssertionError(f"partitions of {topic} not split over {len(workers)} workers within {timeout}s: {last}")
+
+
+def total_processed(workers: list[Worker]) -> float:
+    return sum(w.counters().get("ticks_processed", 0.0) for w in workers if w.alive())
+
+
+#: Environment for workers whose tables must recover exactly on Tansu: one record per producer
+#: batch, since Tansu reports a partition's end offset as its last batch's base offset + 1.
+TANSU_EXACT_OFFSETS = {"CRYPTOTRACE_PRODUCER_MAX_BATCH_BYTES": "1"}
+
+
+# --------------------------------------------------------------------------- a throwaway Redis
+class RedisServer:
+    """A ``redis-server`` subprocess on its own port (memory only), to kill and restart in a test."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_path = root / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.root), "--logfile", str(self.log_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self
+                except redis.RedisError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # a crash, not a clean shutdown: what "Redis is down" looks like to a worker
+            proc.wait(timeout=10)
+
+
+def gauge(text: str, name: str) -> float | None:
+    """The value of an unlabelled sample ``name`` in a Prometheus exposition."""
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def labelled(text: str, name: str) -> dict[str, float]:
+    """``name{labels} value`` samples: the label string -> value."""
+    return {labels: float(v) for labels, v in re.findall(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", text, re.M)}
