@@ -15,6 +15,7 @@ from app.processor import TickProcessor
 from app.registry import ModelWatcher
 from app.settings import Settings
 from app.topics import ensure_topics
+from app.transport import WorkerApp
 from models.ensemble import ModelBundle
 from models.pipeline import Pipeline, PipelineConfig
 
@@ -129,7 +130,8 @@ def create_app(
     """
     partitions = partitions or settings.topic_partitions
     settings = settings.model_copy(update={"topic_partitions": partitions})
-    app = faust.App(settings.app_id, **faust_settings(settings, broker_url))
+    app = WorkerApp(settings.app_id, **faust_settings(settings, broker_url))
+    app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     ticks = app.topic(settings.ticks_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                       key_serializer="raw")
     keyed = app.topic(f"{settings.app_id}-ticks-keyed", key_type=str, value_type=bytes, partitions=partitions,

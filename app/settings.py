@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "after a crash although nothing is wrong).",
     )
 
+    consumer_fetch_max_wait_ms: int = Field(
+        100, ge=0, le=10_000,
+        description="Longest a consumer fetch may wait for data. faust-streaming hard-codes 1,500 ms; Kafka "
+        "answers as soon as a byte is there, so this only bounds idle polls, but the embedded (Tansu) broker "
+        "sleeps about half of it after every fetch, which was most of the end-to-end latency.",
+    )
     producer_max_batch_bytes: int | None = Field(
         None, ge=1,
         description="Producer batch size in bytes; unset = Faust's default (16 KiB). 1 = one record per batch: "

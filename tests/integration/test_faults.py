@@ -124,9 +124,42 @@ def wait_table(broker_like: Any, names: Names, expected_ticks: dict[str, int], w
         table = final_table(broker_like, names)
         seen = {s: st["ticks"] for s, st in table.items()}
         if seen == expected_ticks or time.monotonic() > deadline:
-            assert seen == expected_ticks, f"ticks per symbol in the table {seen} != {expected_ticks}"
+            assert seen == expected_ticks, (f"ticks per symbol in the table {seen} != {expected_ticks}\n"
+                                            + explain_gaps(broker_like, names, seen, expected_ticks))
             return table
         time.sleep(2.0)
+
+
+def explain_gaps(broker_like: Any, names: Names, seen: dict[str, int], expected: dict[str, int]) -> str:
+    """For each symbol short of ticks: the first changelog write whose tick count disagrees with its offsets.
+
+    Each state write records the last input position it folded in; the count of the symbol's ticks
+    in the topic up to that position is what ``ticks`` must be. The first write that disagrees
+    says when (record timestamp) and after which write the chain broke.
+    """
+    short = {s for s in expected if seen.get(s) != expected[s]}
+    upto: dict[str, list[tuple[int, int]]] = {s: [] for s in short}  # symbol -> [(position, count so far)]
+    for rec in read_topic(broker_like, names.ticks, idle_s=1.0):
+        ticks, _ = decode_ticks(rec.value)
+        for j, tick in enumerate(ticks):
+            if tick.symbol in upto:
+                chain = upto[tick.symbol]
+                chain.append(((rec.offset << 16) + j, len(chain) + 1))
+    lines, last = [], {s: None for s in short}
+    for rec in read_topic(broker_like, f"{names.app_id}-symbol-state-changelog", idle_s=1.0):
+        symbol = rec.key.decode()
+        if symbol not in short or rec.value is None:
+            continue
+        state = json.loads(rec.value)
+        position = max(state["offsets"].values())
+        want = dict(upto[symbol]).get(position)
+        if want != state["ticks"]:
+            lines.append(f"{symbol}: changelog offset {rec.offset} at {rec.timestamp} has ticks={state['ticks']} "
+                         f"at position {position >> 16}:{position & 0xFFFF}, the topic has {want} there; "
+                         f"previous write {last[symbol]}")
+            short.discard(symbol)
+        last[symbol] = (rec.offset, rec.timestamp, state["ticks"], position >> 16)
+    return "\n".join(lines)
 
 
 def check_outcome(broker_like: Any, names: Names, expected_ticks: dict[str, int], w: Worker) -> None:

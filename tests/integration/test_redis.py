@@ -40,7 +40,7 @@ from .test_worker import T0, H, Run, market
 pytestmark = pytest.mark.integration
 
 
-def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 30.0) -> Any:
+def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 90.0) -> Any:
     """Call ``fn`` until ``ok(result)``; the last result either way."""
     deadline = time.monotonic() + timeout
     while True:
