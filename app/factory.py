@@ -162,6 +162,7 @@ def create_app(
         partitions_of=lambda topic: partitions,
         alerts_table=alerts_table, cache=cache, owner=settings.canonical_url,
         highwater_of=lambda tp: app.consumer.highwater(tp), recent_alerts=settings.recent_alerts_per_symbol,
+        producer_buffer=lambda: app.producer.buffer,
         history_points=settings.history_points,
     )
     source = app.topic(settings.ticks_topic, keyed.get_topic_name(), key_type=bytes, value_type=bytes,

@@ -12,6 +12,7 @@ pipeline, so losing them (Redis down) loses no detection state.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -66,7 +67,7 @@ class TickProcessor:
         ticks_topic_name: str, metrics: Metrics, partitions_of: Callable[[str], int | None],
         alerts_table: Any = None, cache: SymbolCache | None = None, owner: str = "",
         highwater_of: Callable[[TP], int | None] | None = None, recent_alerts: int = 20,
-        history_points: int = 360,
+        history_points: int = 360, producer_buffer: Callable[[], Any] | None = None,
     ) -> None:
         """``partitions_of(topic)`` gives a topic's partition count (broker metadata)."""
         self.partitions_of = partitions_of
@@ -83,6 +84,7 @@ class TickProcessor:
                                               history_points=history_points, alerts_per_symbol=recent_alerts)
         self.owner = owner
         self.highwater_of = highwater_of
+        self.producer_buffer = producer_buffer
         self.recent_per_symbol = recent_alerts
         self.cache: dict[str, SymbolSnapshot] = {}
         self.members: dict[str, dict[str, float]] = {}  # last scored tick's member probabilities
@@ -241,11 +243,39 @@ class TickProcessor:
                     if symbol in by_symbol and self.alerts_table is not None:
                         self._append_alerts(symbol, by_symbol[symbol])
                     self.table[symbol] = encode(self.cache[symbol].to_state())
+        await self._changelog_handed_over()
         self.metrics.ticks_processed.inc(len(local) - result.skipped - len(result.rejected))
         self.metrics.ticks_redelivered.inc(result.skipped)
         self.metrics.symbols.set(len(self.cache))
         await self._publish(local, result.scores, result.touched, records)
         return result.alerts
+
+    async def _changelog_handed_over(self, patience_s: float = 30.0) -> None:
+        """Return once the table writes of this batch have left Faust's producer buffer.
+
+        Table writes are synchronous, so Faust queues their changelog records in a buffer that a
+        background task hands to aiokafka. Offsets are committed without waiting for that buffer,
+        and Faust's flush at a rebalance or stop gives up after 100 ms without progress
+        (``ProducerBuffer.flush_atmost``). Under load that let a worker commit offsets whose
+        state records were still queued, and the next owner of the partition recovered older
+        state: ticks lost (seen in CI as 8 ticks of one symbol after a worker left). Acking a
+        batch's events only after this returns makes committed offsets imply queued-in-aiokafka
+        state records, which Faust's flush (aiokafka's) does wait for.
+        """
+        buffer = self.producer_buffer() if self.producer_buffer is not None else None
+        if buffer is None:
+            return
+        waited = 0.0
+        while buffer.size:
+            buffer.message_sent.clear()
+            try:
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+            except TimeoutError:
+                waited += 1.0
+                if waited >= patience_s:
+                    logger.error("changelog records still queued after %.0f s (%d): producer stalled?",
+                                 waited, buffer.size)
+                    return
 
     def _append_alerts(self, symbol: str, new: list[dict[str, Any]]) -> None:
         """Keep the symbol's newest alerts in its table row; a re-sent alert (same id) is not added twice."""
