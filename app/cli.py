@@ -283,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_arguments(ab)
     ab.set_defaults(func=ablation.run)
 
-    from app import models_cli
+    from app import models_cli, retrain
+
+    rt = sub.add_parser("retrain", help="refit the IsolationForest on recent normal ticks (workers run on)")
+    retrain.add_arguments(rt)
+    rt.set_defaults(func=retrain.run)
 
     mo = sub.add_parser("models", help="model registry (Redis): publish a version to every worker, show it")
     models_cli.add_arguments(mo)

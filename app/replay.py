@@ -37,7 +37,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +53,8 @@ from app.feed import bootstrap_of
 from app.tickfiles import TickTableBuilder, parse_time_ms, read_labels
 from app.topics import ensure_topics_async
 from models.errors import BadTickError, ConfigError
-from models.pipeline import Pipeline, Position, SymbolSnapshot
+from models.pipeline import BatchResult, Pipeline, Position, SymbolSnapshot
+from models.ticks import Tick
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class ReplayOptions:
     batch_size: int = 1000
     warmup_ms: int = 0
     progress: bool = True
+    publish: bool = True  # False: process the range only (no alerts topic written, no report columns kept)
 
     def __post_init__(self) -> None:
         if self.alerts_topic in (self.live_alerts_topic, self.topic):
@@ -213,7 +215,10 @@ class TopicReplay:
     """One replay: range resolution, the consume loop, alert publishing."""
 
     def __init__(self, broker_url: str, opts: ReplayOptions, pipeline: Pipeline,
-                 client: dict[str, Any] | None = None) -> None:
+                 client: dict[str, Any] | None = None,
+                 observer: Callable[[BatchResult, list[Tick]], None] | None = None) -> None:
+        """``observer(result, ticks)`` sees every micro-batch's pipeline result (e.g. a model refit job)."""
+        self.observer = observer
         self.bootstrap = bootstrap_of(broker_url)
         self.client = client or {}
         self.opts = opts
@@ -237,6 +242,8 @@ class TopicReplay:
         if not ticks:
             return []
         result = self.pipeline.process(self.snapshots, ticks, positions)
+        if self.observer is not None:
+            self.observer(result, ticks)
         run.skipped += result.skipped
         for _, reason, _ in result.rejected:
             run.rejected[reason] += 1
@@ -271,7 +278,8 @@ class TopicReplay:
             if not parts:
                 raise ConfigError(f"topic {opts.topic!r} does not exist")
             tps = [TopicPartition(opts.topic, p) for p in sorted(parts)]
-            await ensure_topics_async(self.bootstrap, [opts.alerts_topic], len(tps), self.client)
+            if opts.publish:
+                await ensure_topics_async(self.bootstrap, [opts.alerts_topic], len(tps), self.client)
             consumer.assign(tps)
             cursors = await _cursors(consumer, tps, opts, int(time.time() * 1000))
             t0 = time.perf_counter()
@@ -314,7 +322,7 @@ class TopicReplay:
                 # Warm-up first: within a partition every warm-up record precedes every live one.
                 self._process(warm, publish=False)
                 futures = [await producer.send(self.opts.alerts_topic, record, key=symbol.encode())
-                           for symbol, record in self._process(live, publish=True)]
+                           for symbol, record in self._process(live, publish=self.opts.publish)]
                 if futures:
                     await asyncio.gather(*futures)
                 for tp in [tp for tp in remaining if cursors[tp].done]:

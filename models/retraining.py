@@ -187,6 +187,21 @@ class Retrainer:
             return None
         if self.last_refit_ms is not None and now - self.last_refit_ms < cfg.min_interval_s * 1000:
             return None
+        return self._request(now)
+
+    def request_now(self) -> RefitRequest | None:
+        """A refit on what the reservoir holds now, whatever the schedule; None below ``min_rows``.
+
+        For a job that reads a window of history and refits once at its end. Rows still inside
+        their quiet period stay out: nothing says yet whether an alert follows them.
+        """
+        self._graduate()
+        if self.latest_ms is None or len(self.reservoir) < self.config.min_rows:
+            return None
+        return self._request(self.latest_ms)
+
+    def _request(self, now: int) -> RefitRequest:
+        cfg = self.config
         self.generation += 1
         self.sampled_since_refit = 0
         self.last_refit_ms = now

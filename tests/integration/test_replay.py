@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from app.broker import EmbeddedBroker
-from app.model_store import save_bundle
+from app.model_store import load_bundle, save_bundle
 from models.synthetic import Injection, default_profiles, generate
 from tests.models.test_ensemble import tiny_bundle
 
@@ -219,3 +221,38 @@ def test_replay_failure_is_a_message(scenario: Scenario) -> None:
                            "--name", "missing"], cwd=ROOT, env=scenario.env(), capture_output=True, timeout=60)
     assert proc.returncode == 2, proc.stderr.decode()[-2000:]
     assert b"does not exist" in proc.stderr
+
+
+# --------------------------------------------------------------------------- retrain (reads like a replay)
+def test_retrain_refits_the_iforest_on_normal_rows_of_the_topic(scenario: Scenario) -> None:
+    """`cryptotrace retrain` reads the topic, refits only the IsolationForest, saves a verified artifact."""
+    model_dir = scenario.root / "models-retrain"  # its own copy: the other tests rely on which version is newest
+    shutil.copytree(scenario.model_dir, model_dir)
+    # The model's own threshold: the scenario's 0.5 alerts so often that hardly a row is "normal".
+    env = {k: v for k, v in scenario.env().items() if k != "CRYPTOTRACE_ALERT_THRESHOLD"}
+    env["CRYPTOTRACE_MODEL_DIR"] = str(model_dir)
+    live_before = len(read_topic(scenario.broker, scenario.names.alerts, idle_s=1.0))
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "retrain", "--from", "earliest", "--model-version",
+                           scenario.old, "--min-rows", "300", "--sample-rate", "0.2", "--quiet-minutes", "10",
+                           "--trees", "20"], cwd=ROOT, env=env, capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr.decode()[-4000:]
+    summary = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert summary["base_version"] == scenario.old and summary["ticks"] == len(scenario.records), summary
+    assert 300 <= summary["rows_used"] == summary["normal_rows_sampled"] < 0.2 * len(scenario.records)
+    new_version = summary["new_version"]
+    assert new_version not in (scenario.old, scenario.new) and summary["published"] is False
+
+    old, new = load_bundle(model_dir, scenario.old), load_bundle(model_dir, new_version)  # hash-checked load
+    assert new.info["retrained"]["base_version"] == scenario.old
+    assert new.info["retrained"]["rows"] == summary["rows_used"]
+    rows = np.random.default_rng(0).normal(size=(50, old.iforest.n_features_in_))
+    assert np.array_equal(new.rforest.predict_proba(rows), old.rforest.predict_proba(rows))  # supervised parts kept
+    assert (new.stack_weights, new.threshold, new.combination) == (old.stack_weights, old.threshold, old.combination)
+    assert not np.array_equal(new.iforest.score_samples(rows), old.iforest.score_samples(rows))  # refitted
+    assert len(read_topic(scenario.broker, scenario.names.alerts, idle_s=1.0)) == live_before  # nothing published
+
+    # Too short a window: no refit, the model is left alone, and the exit code says so.
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "retrain", "--from", "earliest", "--min-rows", "100000",
+                           "--reservoir", "100000"], cwd=ROOT, env=env, capture_output=True, timeout=180)
+    assert proc.returncode == 3, proc.stderr.decode()[-2000:]
+    assert json.loads(proc.stdout.decode().strip().splitlines()[-1])["new_version"] is None
