@@ -156,20 +156,45 @@ def verdicts(
     if not stat_scores:
         return []
     if bundle is None:
-        # Statistical layer alone: its score is used as is (uncalibrated; see README).
-        return [
-            Verdict(s, severity_of(s, threshold), 1.0 if s >= threshold else round(1.0 - s, 4), {"statistical": s})
-            for s in stat_scores
-        ]
+        return [stat_verdict(s, threshold) for s in stat_scores]
+    ens, probs = model_scores(stat_scores, rows, bundle)
+    return [model_verdict(ens[i], probs[i], threshold) for i in range(len(stat_scores))]
+
+
+def model_scores(
+    stat_scores: list[float], rows: list[list[float]], bundle: ModelBundle
+) -> tuple[list[float], list[list[float]]]:
+    """The raw ensemble score and member probabilities of each row, in one model call.
+
+    ``model_verdict(ens[i], probs[i], threshold)`` is row i's verdict; its score alone is
+    ``verdict_score(ens[i])``, which is all the pipeline needs for a tick that raises no alert.
+    """
     ens, probs = bundle.score_batch(np.asarray(rows, dtype=np.float64), np.asarray(stat_scores))
-    out = []
-    for i in range(len(stat_scores)):
-        members = {m: round(float(probs[i, j]), 6) for j, m in enumerate(MEMBERS)}
-        s = float(ens[i])
-        if not math.isfinite(s):  # pragma: no cover - guarded by finite inputs
-            s = 0.0
-        out.append(Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members))
-    return out
+    # tolist() converts the float64s to Python floats in one C call, the same values as
+    # float(probs[i, j]) element by element (which costs a numpy scalar per element).
+    return ens.tolist(), probs.tolist()
+
+
+def verdict_score(s: float) -> float:
+    """``model_verdict(s, ...).score`` without building the verdict."""
+    return round(s, 6) if math.isfinite(s) else 0.0
+
+
+def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:
+    """The verdict on one row from its raw ensemble score and member probabilities (MEMBERS order)."""
+    members = {m: round(probs[j], 6) for j, m in enumerate(MEMBERS)}
+    if not math.isfinite(s):  # pragma: no cover - guarded by finite inputs
+        s = 0.0
+    return Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members)
+
+
+def stat_verdict(s: float, threshold: float) -> Verdict:
+    """The verdict on a tick without a model: the statistical layer's score used as is.
+
+    (Uncalibrated; see README.) Its ``score`` is ``s`` itself, so the pipeline builds it only
+    for a tick that raises an alert.
+    """
+    return Verdict(s, severity_of(s, threshold), 1.0 if s >= threshold else round(1.0 - s, 4), {"statistical": s})
 
 
 @dataclass

@@ -651,6 +651,24 @@ class DecayingRate:
             self._level += amount
         self.count += 1
 
+    def update_value(self, t_ms: int, amount: float) -> float:
+        """``update(t_ms, amount)`` then ``value_at(t_ms)``, in one call (the per-tick hot path).
+
+        After the update ``last_ms >= t_ms``, so ``value_at(t_ms)`` is exactly ``level / tau_s``:
+        the result is bit-identical to the two calls.
+        """
+        last = self.last_ms
+        if last is None:
+            self._level = level = amount
+            self.last_ms = t_ms
+        elif t_ms > last:
+            self._level = level = self._level * math.exp((last - t_ms) / self._tau_ms) + amount
+            self.last_ms = t_ms
+        else:
+            self._level = level = self._level + amount
+        self.count += 1
+        return level / self._tau_s
+
     def value_at(self, t_ms: int) -> float:
         """Rate (amount per second) at ``t_ms``; 0.0 before any update."""
         last = self.last_ms

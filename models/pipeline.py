@@ -18,7 +18,7 @@ from typing import Any
 
 from models.alerts import Alert, build_alert
 from models.detectors.statistical import StatisticalConfig, StatisticalDetector, StatResult
-from models.ensemble import ModelBundle, verdicts
+from models.ensemble import ModelBundle, model_scores, model_verdict, stat_verdict, verdict_score
 from models.features import FeatureConfig, FeatureEngine, Features
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold, adaptive_state
 
@@ -173,69 +173,106 @@ class Pipeline:
         positions: Sequence[Position] | None = None,
     ) -> BatchResult:
         """Fold ``ticks`` (in arrival order) into ``snapshots``; return alerts and scores."""
+        # The per-tick loops are the worker's hot path: attributes and methods are bound to
+        # locals once per batch, and the cheap common cases are tested inline before any call
+        # (a tick is refused, a symbol is new, the adaptive threshold is on, a Verdict is
+        # needed). The decisions and the arithmetic are the same as in the plain version.
+        config = self.config
+        bundle = self.bundle
+        max_lateness_ms = config.max_lateness_ms
+        get_snapshot = snapshots.get
         staged: list[tuple[int, SymbolSnapshot, Features, StatResult]] = []
         touched: set[str] = set()
         skipped = 0
         rejected: list[tuple[int, str, str]] = []
         for i, tick in enumerate(ticks):
-            snap = self.snapshot_for(snapshots, tick.symbol)
+            symbol = tick.symbol
+            snap = get_snapshot(symbol)
+            if snap is None:
+                snap = self.snapshot_for(snapshots, symbol)
             if positions is not None:
                 pos = positions[i]
-                if snap.offsets.get(pos.key, -1) >= pos.offset:
+                key = pos.key
+                if snap.offsets.get(key, -1) >= pos.offset:
                     skipped += 1
                     continue
-                snap.offsets[pos.key] = pos.offset
-            refused = self._refuse(snap, tick)
-            if refused is not None:
-                rejected.append((i, *refused))
-                if positions is not None:
-                    touched.add(tick.symbol)  # its recorded offset: a redelivery is skipped, not re-rejected
-                continue
-            if tick.trade_id is not None:
+                snap.offsets[key] = pos.offset
+            timestamp = tick.timestamp
+            trade_id = tick.trade_id
+            last_event_ms = snap.last_event_ms
+            # _refuse's two conditions, tested here so that the common (accepted) tick costs no call.
+            if (last_event_ms is not None and timestamp < last_event_ms - max_lateness_ms) or (
+                trade_id is not None and tick.exchange == snap.trade_exchange and trade_id in snap.trade_ids
+            ):
+                refused = self._refuse(snap, tick)
+                if refused is not None:
+                    rejected.append((i, *refused))
+                    if positions is not None:
+                        touched.add(symbol)  # its recorded offset: a redelivery is skipped, not re-rejected
+                    continue
+            if trade_id is not None:
                 if tick.exchange != snap.trade_exchange:
                     snap.trade_ids, snap.trade_exchange = [], tick.exchange
-                snap.trade_ids.append(tick.trade_id)
-                del snap.trade_ids[:-RECENT_TRADE_IDS]
+                trade_ids = snap.trade_ids
+                trade_ids.append(trade_id)
+                if len(trade_ids) > RECENT_TRADE_IDS:
+                    del trade_ids[:-RECENT_TRADE_IDS]
             feats = snap.features.update(tick)
-            stat = snap.stat.score_one_raw(feats)
-            snap.stat.learn_one(feats, stat)
+            stat_detector = snap.stat
+            stat = stat_detector.score_one_raw(feats)
+            stat_detector.learn_one(feats, stat)
             snap.ticks += 1
             snap.last_price = tick.price
             # The symbol's latest event time: monotonic, so the lateness bound cannot drift backwards.
-            snap.last_event_ms = feats.timestamp if snap.last_event_ms is None else max(snap.last_event_ms,
-                                                                                       feats.timestamp)
+            # (feats.timestamp is tick.timestamp; max() spelled out, keeping the first of equals.)
+            snap.last_event_ms = (
+                timestamp if last_event_ms is None else timestamp if timestamp > last_event_ms else last_event_ms
+            )
             staged.append((i, snap, feats, stat))
-            touched.add(tick.symbol)
+            touched.add(symbol)
 
-        rows = [stat.model_input(feats) for _, _, feats, stat in staged] if self.bundle is not None else []
-        results = verdicts([s.score for *_, s in staged], rows, self.bundle, self.config.alert_threshold)
+        # A tick's Verdict (severity, confidence, members) is only needed when it raises an alert:
+        # per tick only its score is computed (the same value as Verdict.score), the Verdict is
+        # built for an alert. Without a model the verdict score is the statistical score.
+        ens: list[float] = []
+        probs: list[list[float]] = []
+        if bundle is not None:
+            rows = [stat.model_input(feats) for _, _, feats, stat in staged]
+            if staged:  # one model call per batch (none for an empty one, as verdicts())
+                ens, probs = model_scores([s.score for *_, s in staged], rows, bundle)
+        else:
+            rows = []
 
         scores: list[float | None] = [None] * len(ticks)
         alerts: list[Alert] = []
-        cooldown_ms = self.config.cooldown_s * 1000.0
-        threshold = self.config.alert_threshold
-        for (i, snap, feats, stat), verdict in zip(staged, results, strict=True):
+        cooldown_ms = config.cooldown_s * 1000.0
+        threshold = config.alert_threshold
+        for k, (i, snap, feats, stat) in enumerate(staged):
             if not stat.active:
                 scores[i] = snap.last_score = 0.0
                 continue
+            verdict_s = stat.score if bundle is None else verdict_score(ens[k])
             # The symbol's own threshold: the score is shifted so that comparing it with the global
             # threshold applies it (see models.thresholds); it is then updated with this tick,
             # unless this tick is flagged. Sequential per tick: independent of the batch boundaries.
-            score = snap.adaptive.adjusted(verdict.score, threshold)
-            symbol_threshold = snap.adaptive.threshold(threshold)
-            snap.adaptive.learn(feats.timestamp, verdict.score, threshold)
+            # step() = adjusted(), threshold(), learn() in that order.
+            score, symbol_threshold = snap.adaptive.step(feats.timestamp, verdict_s, threshold)
             scores[i] = score
             snap.last_score = score
             if score < threshold:
                 continue
             if snap.last_alert_ms is not None and feats.timestamp - snap.last_alert_ms < cooldown_ms:
                 continue
+            if bundle is None:
+                verdict = stat_verdict(stat.score, threshold)
+            else:
+                verdict = model_verdict(ens[k], probs[k], threshold)
             alert = build_alert(feats, stat, verdict, round(symbol_threshold, 6), self.model_version)
             snap.last_alert_ms = feats.timestamp
             snap.last_alert_id = alert.alert_id
             snap.alerts += 1
             alerts.append(alert)
-        row_ticks = [i for i, *_ in staged] if self.bundle is not None else []
+        row_ticks = [i for i, *_ in staged] if bundle is not None else []
         return BatchResult(alerts, scores, touched, skipped, rows, row_ticks, rejected)
 
     def _refuse(self, snap: SymbolSnapshot, tick: Any) -> tuple[str, str] | None:

@@ -118,6 +118,26 @@ class AdaptiveThreshold:
             return
         self.base.update(t_ms, min(_logit(score), _logit(global_threshold)))
 
+    def step(self, t_ms: int, score: float, global_threshold: float) -> tuple[float, float]:
+        """``(adjusted(score), threshold())`` then ``learn(t_ms, score)``: the pipeline's per-tick use.
+
+        The same results as the three calls in that order (the excess is computed once: nothing
+        changes between them), with an early return when the adaptive threshold is off (the
+        default), where it is the identity: ``(score, global_threshold)`` and nothing learned.
+        """
+        cfg = self.config
+        if not cfg.enabled:
+            return score, global_threshold
+        ex = self.excess(global_threshold)
+        if ex <= 0.0:
+            adjusted, threshold = score, global_threshold
+        else:
+            adjusted = score if score <= 0.0 else _sigmoid(_logit(score) - ex)
+            threshold = max(global_threshold, _sigmoid(_logit(global_threshold) + ex))
+        if not score >= threshold:  # learn() returns on score >= threshold (also false for nan)
+            self.base.update(t_ms, min(_logit(score), _logit(global_threshold)))
+        return adjusted, threshold
+
     def to_state(self) -> list[float]:
         return self.base.to_state()
 

@@ -1,0 +1,195 @@
+"""The per-tick fast paths give bit-identical results to the plain code they replace.
+
+The pipeline's hot path avoids calls and allocations (models._fastinit constructors, the
+statistical layer's inlined baseline update, DecayingRate.update_value,
+AdaptiveThreshold.step). Each is checked here against the straightforward version, with
+``==`` on floats (not approx): outputs must not change by a single bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models._fastinit import fast_constructor
+from models.detectors.statistical import (
+    MONITORED,
+    Z_CLIP,
+    Z_NAMES,
+    Baseline,
+    StatisticalConfig,
+    StatisticalDetector,
+    StatResult,
+    _new_stat_result,
+    _sigmoid,
+)
+from models.features import FEATURE_NAMES, FeatureEngine, Features, _new_features
+from models.indicators import DecayingRate
+from models.synthetic import default_profiles, generate
+from models.thresholds import AdaptiveConfig, AdaptiveThreshold
+
+T0 = 1_700_000_000_000
+
+
+# --------------------------------------------------------------------------- constructors
+def test_fast_constructors_build_the_same_objects() -> None:
+    values = ["X", T0, 1.5, False, *(float(i) - 3.5 for i in range(len(FEATURE_NAMES)))]
+    fast, plain = _new_features(*values), Features(*values)
+    assert type(fast) is Features and fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.price = 2.0  # type: ignore[misc]
+    assert dataclasses.replace(fast, price=2.0) == dataclasses.replace(plain, price=2.0)
+    args = (0.25, "z_momentum", (1.0, -2.0), True, (None, 3.0), (0.1, 0.2))
+    assert _new_stat_result(*args) == StatResult(*args) and type(_new_stat_result(*args)) is StatResult
+
+
+def test_fast_constructor_refuses_classes_it_cannot_build() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: float
+
+        def __post_init__(self) -> None:  # pragma: no cover - never called
+            raise AssertionError
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        x: float
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class KwOnly:
+        x: float = dataclasses.field(kw_only=True)
+
+    for cls in (Checked, NoSlots, KwOnly):
+        with pytest.raises(TypeError):
+            fast_constructor(cls)
+
+
+# --------------------------------------------------------------------------- indicators / thresholds
+@given(st.lists(st.tuples(st.integers(-2_000, 90_000), st.floats(0.0, 1e6)), min_size=1, max_size=40),
+       st.sampled_from([1.0, 60.0, 3600.0]))
+def test_update_value_is_update_then_value_at(steps: list[tuple[int, float]], tau_s: float) -> None:
+    fast, plain = DecayingRate(tau_s), DecayingRate(tau_s)
+    t = T0
+    for dt, amount in steps:
+        t += dt
+        got = fast.update_value(t, amount)
+        plain.update(t, amount)
+        assert got == plain.value_at(t)
+        assert fast.to_state() == plain.to_state()
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300), st.floats(0.05, 0.95),
+       st.booleans(), st.integers(1, 20))
+@settings(max_examples=80, deadline=None)
+def test_adaptive_step_is_adjusted_threshold_learn(scores: list[float], thr: float, enabled: bool,
+                                                   min_ticks: int) -> None:
+    config = AdaptiveConfig(enabled=enabled, min_ticks=min_ticks, k=2.0)
+    fast, plain = AdaptiveThreshold(config), AdaptiveThreshold(config)
+    for i, s in enumerate(scores):
+        expected = (plain.adjusted(s, thr), plain.threshold(thr))
+        plain.learn(1000 * i, s, thr)
+        assert fast.step(1000 * i, s, thr) == expected
+        assert fast.to_state() == plain.to_state()
+
+
+# --------------------------------------------------------------------------- statistical layer
+def plain_score(det: StatisticalDetector, features: Features) -> StatResult:
+    """score_one_raw as first written (a getattr, a strict zip and a builtin min per feature)."""
+    cfg = det.config
+    inv_width = 1.0 / cfg.z_width
+    zs: list[float] = []
+    values: list[float | None] = []
+    scales: list[float] = []
+    best, rule = -math.inf, "none"
+    monitored = zip(MONITORED, det.baselines, Z_NAMES, strict=True)
+    for (name, kind, direction, floor, centre), base, z_name in monitored:
+        x = getattr(features, name)
+        if x != x:  # nan: not known yet
+            zs.append(0.0)
+            values.append(None)
+            scales.append(floor)
+            continue
+        v = math.log(x + 1e-6) if kind == "log" else math.log1p(x if x > 0.0 else 0.0) if kind == "log1p" else x
+        values.append(v)
+        sd = math.sqrt(base.var) if base.var > 0.0 else 0.0
+        scale = sd if sd > floor else floor
+        scales.append(scale)
+        if base.n == 0:
+            zs.append(0.0)
+            continue
+        z = (v - base.mean) / scale
+        z = -Z_CLIP if z < -Z_CLIP else Z_CLIP if z > Z_CLIP else z
+        zs.append(z)
+        excess = ((z if direction > 0 else abs(z)) - centre) * inv_width
+        if excess > best:
+            best, rule = excess, z_name
+    width = cfg.z_width * 0.7
+    for joint, centre, name in (
+        (min(abs(zs[0]), zs[2], zs[3]), cfg.pump_z, "pump_signature"),
+        (min(zs[2], zs[3]), cfg.burst_z, "volume_burst"),
+    ):
+        excess = (joint - centre) / width
+        if excess > best:
+            best, rule = excess, name
+    surprise = features.flat_surprise
+    if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
+        excess = (surprise - cfg.stale_surprise) * inv_width
+        if excess > best:
+            best, rule = excess, "stale_price"
+    active = not features.warming_up and det.learned >= cfg.min_baseline_ticks
+    score = _sigmoid(best) if active else 0.0
+    return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales))
+
+
+def plain_learn(det: StatisticalDetector, features: Features, result: StatResult) -> None:
+    """learn_one as first written: Baseline.update per known value."""
+    cfg = det.config
+    if result.active and result.score >= cfg.protect_threshold:
+        return
+    t = features.timestamp
+    min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
+    for v, scale, base in zip(result.values, result.scales, det.baselines, strict=True):
+        if v is None:
+            continue
+        if base.n >= min_ticks:
+            lim = clip * scale
+            lo, hi = base.mean - lim, base.mean + lim
+            v = lo if v < lo else hi if v > hi else v
+        base.update(t, v)
+    det.learned += 1
+
+
+@pytest.mark.parametrize("config", [StatisticalConfig(), StatisticalConfig(min_baseline_ticks=5, z_width=0.5)])
+def test_statistical_layer_matches_the_plain_version(config: StatisticalConfig) -> None:
+    profiles = default_profiles(3, seed=7)
+    batch, _ = generate(profiles, start_ms=T0, duration_s=1800.0, seed=7)
+    rng = np.random.default_rng(0)
+    engines: dict[str, FeatureEngine] = {}
+    fast: dict[str, StatisticalDetector] = {}
+    plain: dict[str, StatisticalDetector] = {}
+    for k, tick in enumerate(batch.ticks()):
+        if tick.symbol not in engines:
+            engines[tick.symbol] = FeatureEngine(tick.symbol)
+            fast[tick.symbol], plain[tick.symbol] = StatisticalDetector(config), StatisticalDetector(config)
+        f = engines[tick.symbol].update(tick)
+        if k % 50 == 0:  # now and then a wild value, so protection and clipping are exercised
+            f = dataclasses.replace(f, volume_ratio=float(rng.normal(0.0, 20.0)), price_change_pct=math.nan)
+        got, want = fast[tick.symbol].score_one_raw(f), plain_score(plain[tick.symbol], f)
+        assert repr(got) == repr(want)
+        fast[tick.symbol].learn_one(f, got)
+        plain_learn(plain[tick.symbol], f, want)
+        assert repr(fast[tick.symbol].to_state()) == repr(plain[tick.symbol].to_state())
+
+
+def test_learn_one_refuses_mismatched_lengths_before_updating() -> None:
+    det = StatisticalDetector()
+    bad = StatResult(0.0, "grace", (), False, (1.0,), (1.0,))
+    before = det.to_state()
+    with pytest.raises(ValueError):
+        det.learn_one(Features("X", T0, 1.0, False, *[0.0] * len(FEATURE_NAMES)), bad)
+    assert det.to_state() == before and isinstance(det.baselines[0], Baseline)
