@@ -185,5 +185,9 @@ def create_app(
     if link is not None:
         _watch_registry(app, settings, processor, link, metrics)
 
+        @app.timer(1.0, name="cryptotrace.cache_resync")
+        async def resync_cache() -> None:
+            await processor.sync_cache()
+
     app.cryptotrace = processor  # type: ignore[attr-defined]
     return app

@@ -91,6 +91,8 @@ class TickProcessor:
         self.history = History(history_points, bar_ms=int(pipeline.config.features.bar_seconds * 1000))
         self._routes: dict[tuple[str, int], int] = {}
         self._synced_epoch = 0
+        self._cache_lock = asyncio.Lock()  # a timer resync and a batch's publish never interleave
+        self._unpublished_alerts: set[str] = set()
         self.use_model(pipeline)
 
     # --------------------------------------------------------------------------- model
@@ -221,6 +223,7 @@ class TickProcessor:
         for alert in result.alerts:
             record = alert.to_dict()
             records.append(record)
+            self._unpublished_alerts.add(alert.alert_id)
             await self.alerts_topic.send(key=alert.symbol, value=encode(record))
             self.metrics.alerts.labels(alert.severity, alert.rule).inc()
             for detector, verdict in alert.detectors.items():
@@ -310,26 +313,49 @@ class TickProcessor:
     async def _publish(self, ticks: list[Tick], scores: list[float | None], touched: set[str],
                        alerts: list[dict[str, Any]]) -> None:
         """The batch's read models to the dashboard cache: one write, whatever the symbol count."""
-        bands = {s: bands_of(self.cache[s]) for s in touched}
-        points = self.history.fold(ticks, scores, bands)
-        summaries = {s: summary for s in touched if (summary := self.summary(s, self.cache[s])) is not None}
+        async with self._cache_lock:
+            if self._cache_stale():
+                await self._resync()  # before this batch's points are folded in: they follow as usual
+            bands = {s: bands_of(self.cache[s]) for s in touched}
+            points = self.history.fold(ticks, scores, bands)
+            summaries = {s: summary for s in touched if (summary := self.summary(s, self.cache[s])) is not None}
+            ok = await self.dashboard.publish(summaries, points, alerts)
+            self._unpublished_alerts.clear()
+            if not ok and self.dashboard.link is not None:
+                self._synced_epoch = -1  # this write was dropped: rewrite everything once Redis answers
+
+    async def sync_cache(self) -> None:
+        """Rewrite the cache if a write was dropped or Redis came back (called by a timer too).
+
+        Not only from batches: after a dropped write with no more ticks for this worker's symbols,
+        the cache would otherwise keep stale values until new ticks arrive (seen in CI: one
+        symbol's count stuck behind after Redis timed out under load).
+        """
+        async with self._cache_lock:
+            if self._cache_stale():
+                await self._resync()
+
+    def _cache_stale(self) -> bool:
         link = self.dashboard.link
-        if link is not None and link.epoch != self._synced_epoch:
-            # Redis came back (possibly empty): rewrite everything this worker owns, once.
-            self._synced_epoch = link.epoch
-            await self._resync()
-        await self.dashboard.publish(summaries, points, alerts)
+        return link is not None and link.epoch != self._synced_epoch
 
     async def _resync(self) -> None:
+        """Rewrite everything this worker owns (Redis may be empty). Marks the cache synced on success."""
         summaries, points, alerts = {}, {}, []
+        # Alerts of a batch still in flight are already in the alerts table; its own publish adds them.
+        pending = self._unpublished_alerts
         for symbol, snap in self.cache.items():
             summary = self.summary(symbol, snap)
             if summary is not None:
                 summaries[symbol] = summary
             points[symbol] = (False, self.history.get(symbol))
-            alerts.extend(self.symbol_alerts(symbol))
+            alerts.extend(a for a in self.symbol_alerts(symbol) if a["alert_id"] not in pending)
         ok = await self.dashboard.publish(summaries, points, alerts, replace=True)
-        logger.info("dashboard cache resync of %d symbols: %s", len(summaries), "done" if ok else "failed")
+        link = self.dashboard.link
+        if ok and link is not None:
+            self._synced_epoch = link.epoch  # read after the call: a recovery during it bumps the epoch
+        if ok:
+            logger.info("dashboard cache resync of %d symbols done", len(summaries))
 
     def _observe_lag(self, last_offset: dict[TP, int]) -> None:
         if self.highwater_of is None:

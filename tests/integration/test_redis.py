@@ -8,7 +8,8 @@ two real workers, one scenario in phases:
 2. a published model record whose hash does not match the artifact is refused; a real
    publication is loaded by both workers without a restart;
 3. Redis is killed: processing goes on, reads fall back to the cluster, the degradation is
-   counted; Redis comes back empty: the owners rewrite their symbols and the cache is whole again.
+   counted; Redis comes back empty: the owners rewrite their symbols (on a timer, before any new
+   tick) and the cache is whole again.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         server.start()
         info["up_again"] = [poll(lambda w=w: gauge(w.metrics(), "cryptotrace_redis_up"), lambda v: v == 1.0, 20)
                             for w in (a, b)]
+        # No new ticks yet: the owners' timer rewrites what they processed while Redis was down.
+        info["symbols_resynced_idle"] = {w.base_url: poll(lambda w=w: symbol_ticks(w),
+                                                          lambda v: v == ("cache", counts2)) for w in (a, b)}
         produce_keyed(broker, names.ticks, phases[2])
         info["symbols_back"] = {w.base_url: poll(lambda w=w: symbol_ticks(w), lambda v: v == ("cache", data.counts()))
                                 for w in (a, b)}
@@ -184,6 +188,8 @@ def test_workers_keep_processing_without_redis_and_recover(redis_run: Run) -> No
     for log in info["logs"].values():
         assert "degraded" in log and "is back" in log
     assert info["up_again"] == [1.0, 1.0]
+    for source, seen in info["symbols_resynced_idle"].values():
+        assert (source, seen) == ("cache", counts2)  # rewritten without waiting for the next batch
     for source, seen in info["symbols_back"].values():
         assert (source, seen) == ("cache", data.counts())  # rewritten after Redis came back empty
     assert min(info["hist_back"].values()) > 0, info["hist_back"]
