@@ -32,8 +32,10 @@ def _sink() -> Any:
 
 @pytest.fixture
 async def app_and_processor(tmp_path: Any) -> AsyncIterator[tuple[Any, Any]]:
+    # test_context delivers one event at a time and waits for it, so each put costs the batch
+    # flush wait: 1 ms instead of the default 50 (the result does not depend on batch boundaries).
     settings = Settings(store="memory://", data_dir=tmp_path, model_dir=tmp_path / "no-models",
-                        topic_partitions=PARTITIONS)
+                        topic_partitions=PARTITIONS, batch_within_s=0.001)
     app = create_app(settings, "kafka://127.0.0.1:1", bundle=None, partitions=PARTITIONS)
     app.loop = asyncio.get_running_loop()
     app.finalize()
