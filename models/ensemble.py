@@ -25,7 +25,9 @@ from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
 MEMBERS: tuple[str, ...] = ("statistical", "iforest", "rforest")
 #: How member probabilities are combined; training evaluates each and keeps the best.
-COMBINATIONS: tuple[str, ...] = ("stacked", "mean", "max", *MEMBERS)
+#: ``vote`` is the median of the three probabilities: it reaches a threshold exactly when at least
+#: two members do (2-of-3), so one member's false alarm alone never becomes an alert.
+COMBINATIONS: tuple[str, ...] = ("stacked", "mean", "max", "vote", *MEMBERS)
 _EPS = 1e-6
 
 
@@ -66,7 +68,7 @@ class ModelBundle:
         The alert threshold chosen at training time (best event-level F1 on out-of-fold scores
         within a false-alarm budget).
     combination : str
-        The combination rule (stacker, mean, max or one member alone) that evaluated best at
+        The combination rule (stacker, mean, max, 2-of-3 vote or one member alone) that evaluated best at
         training time; a single member winning is reported, not hidden.
     """
 
@@ -101,6 +103,8 @@ class ModelBundle:
             return np.asarray(probs.mean(axis=1))
         if self.combination == "max":
             return np.asarray(probs.max(axis=1))
+        if self.combination == "vote":
+            return np.asarray(np.median(probs, axis=1))
         if self.combination in MEMBERS:
             return np.asarray(probs[:, MEMBERS.index(self.combination)])
         raise ValueError(f"unknown combination {self.combination!r}")

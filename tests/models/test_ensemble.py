@@ -213,3 +213,13 @@ def test_fitting_is_deterministic() -> None:
     a = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)
     b = fit_bundle(every3, TrainConfig(n_estimators=5, seed=1)).score_batch(x, s)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@given(st.lists(st.tuples(unit, unit, unit), min_size=1, max_size=20), unit)
+def test_vote_combination_alerts_exactly_when_two_members_agree(rows: list[tuple[float, float, float]],
+                                                               threshold: float) -> None:
+    bundle = ModelBundle("v", None, None, {m: Platt() for m in MEMBERS}, (1.0, 1.0, 1.0), 0.0,  # type: ignore[arg-type]
+                         combination="vote")
+    scores = bundle.combine(np.asarray(rows, dtype=np.float64))
+    for row, score in zip(rows, scores.tolist(), strict=True):
+        assert (score >= threshold) == (sum(p >= threshold for p in row) >= 2)
