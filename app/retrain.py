@@ -15,7 +15,7 @@ Why a job and not inside the worker: a refit is seconds of CPU that would stall 
 (heartbeats, rebalances); every worker of a cluster must run the same model or the same tick
 gets different scores depending on who owns it; and a replay of the same range must give the
 same alerts as live, which a model changing mid-stream on one worker would break. Run it from
-cron or a scheduler (e.g. hourly with ``--from -6h``).
+cron or a scheduler (e.g. hourly with ``--from -6h``), or let it schedule itself with ``--every 1h``.
 """
 
 from __future__ import annotations
@@ -52,15 +52,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trees", type=int, default=100, help="IsolationForest trees")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--publish", action="store_true", help="publish the new version to the Redis model registry")
+    p.add_argument("--every", type=parse_interval, default=None,
+                   help="keep running: retrain at this interval (30m, 6h, 1d) on the window --from before now")
+
+
+def parse_interval(text: str) -> float:
+    """'90s', '30m', '6h', '1d' -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    try:
+        value = float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"interval like 30m, 6h or 1d expected, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"interval must be positive, got {text!r}")
+    return value
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.every is None:
+        return _once(settings, args)
+    # A scheduler of its own (one container next to the workers): a failed or skipped round is
+    # logged and the next one comes anyway; each round re-reads the window relative to its start.
+    while True:
+        started = time.monotonic()
+        try:
+            code = _once(settings, args)
+        except Exception:  # noqa: BLE001 - e.g. the broker unreachable this round: log it, try next round
+            logger.exception("retrain round failed")
+            code = 1
+        logger.info("retrain round ended with exit %d; next in %.0f s", code, args.every)
+        time.sleep(max(0.0, args.every - (time.monotonic() - started)))
+
+
+def _once(settings: Settings, args: argparse.Namespace) -> int:
     try:
         summary = retrain(settings, args)
     except (OSError, ValueError, ConfigError) as exc:
         logger.error("retrain failed: %s", exc)
         return 2
     sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.flush()
     return 0 if summary.get("new_version") else 3
 
 
