@@ -28,7 +28,7 @@ worker: install
 	$(VENV)/bin/cryptotrace worker
 
 test: install
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -rxX --durations=20
 
 test-unit: install
 	$(PY) -m pytest -q -m "not integration"
