@@ -119,7 +119,7 @@ def parse_speed(text: str) -> float | None:
 
 def _broker_url(settings: Settings) -> str:
     """The configured broker, else the embedded one a local `cryptotrace worker`/`demo` started."""
-    return settings.broker_url or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+    return settings.broker_or_embedded_url
 
 
 def cmd_feed_file(settings: Settings, args: argparse.Namespace) -> int:

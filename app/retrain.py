@@ -122,7 +122,7 @@ def retrain(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     opts = ReplayOptions(topic=args.topic or settings.ticks_topic, start=parse_bound(args.start, now_ms),
                          end=parse_bound(args.end, now_ms), app_id=app_id, alerts_topic=f"{app_id}-unused",
                          live_alerts_topic=settings.alerts_topic, batch_size=settings.batch_size, publish=False)
-    broker_url = settings.broker_url or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+    broker_url = settings.broker_or_embedded_url
     job = TopicReplay(broker_url, opts, pipeline, KafkaSecurity.from_settings(settings).client_kwargs(),
                       observer=observe)
     seconds = asyncio.run(job.execute())

@@ -145,3 +145,8 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured and the app must start its own."""
         return not self.broker_url
+
+    @property
+    def broker_or_embedded_url(self) -> str:
+        """The configured broker, else the embedded one a local `cryptotrace worker`/`demo` started."""
+        return self.broker_url or f"kafka://127.0.0.1:{self.embedded_broker_port}"

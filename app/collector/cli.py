@@ -78,7 +78,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         logger.error("feed exchange: %s", exc)
         return 2
-    url = settings.broker_url or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+    url = settings.broker_or_embedded_url
     if not args.no_create_topic:
         from app.topics import ensure_topics
 
