@@ -2,42 +2,49 @@
 
 An artifact is a directory ``<model_dir>/<version>/`` holding
 
-* ``forests.skops``: the IsolationForest and RandomForest, in skops' format (no pickle:
-  skops refuses to build any type that is not on an allow-list);
-* ``manifest.json``: version, SHA-256 of ``forests.skops``, library versions, feature names,
+* ``forests.npz``: the IsolationForest and RandomForest compiled to flat node arrays
+  (:mod:`models.forests`): numbers only, read with ``allow_pickle=False``, scored with numpy, so a
+  worker never imports scikit-learn (about 100 MB of RSS) to load or use a model;
+* ``manifest.json``: version, SHA-256 of ``forests.npz``, library versions, feature names,
   calibration and stacker parameters, training metrics.
 
-``version`` is a prefix of the SHA-256 of the model file plus the manifest body, so the
-same training run gives the same version and any change gives a new one. Loading checks
-the hash *before* parsing the model file and refuses artifacts written by another
-scikit-learn minor version; both raise :class:`ConfigError` at start-up, never on a tick.
+``version`` is a prefix of the SHA-256 of the manifest body (which holds the model file's hash),
+so the same training run gives the same version and any change gives a new one: the model file
+is written byte for byte reproducibly (fixed zip timestamps). Loading checks the hash *before*
+parsing the model file; a bad artifact raises :class:`ConfigError` at start-up, never on a tick.
+
+Artifacts of format 1 (``forests.skops``, scikit-learn objects in skops' format) still load:
+skops and scikit-learn are imported for that path only, and the forests are compiled on load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import skops.io as sio
 
 from models.detectors.statistical import MODEL_INPUT_NAMES
 from models.ensemble import ModelBundle, Platt
 from models.errors import ConfigError
+from models.forests import ISOLATION, PROBA, FlatForest, compile_forest
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "forests.skops"
+MODEL_FILE = "forests.npz"
 MANIFEST = "manifest.json"
-FORMAT = 1
-# Types skops may construct when loading our forests: scikit-learn estimators and trees only.
+FORMAT = 2
+_LEGACY_FILE = "forests.skops"  # format 1
+# Types skops may construct when loading format-1 forests: scikit-learn estimators and trees only.
 _ALLOWED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal forests give equal bytes and an equal hash
 
 
 def _sha256(path: Path) -> str:
@@ -52,17 +59,50 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def _library_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def write_forests(path: Path, iforest: FlatForest, rforest: FlatForest) -> None:
+    """The two forests as ``.npy`` members of one zip (what ``np.load`` reads), reproducibly."""
+    arrays = {**iforest.to_arrays("iforest"), **rforest.to_arrays("rforest")}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME), buf.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED)
+
+
+def read_forests(path: Path) -> tuple[FlatForest, FlatForest]:
+    """The (iforest, rforest) pair of a format-2 model file; structural checks, no pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            iforest = FlatForest.from_arrays(arrays, "iforest")
+            rforest = FlatForest.from_arrays(arrays, "rforest")
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a valid forest file: {exc}") from exc
+    if iforest.kind != ISOLATION or rforest.kind != PROBA:
+        raise ConfigError(f"{path}: forests of kinds {iforest.kind}/{rforest.kind}, expected {ISOLATION}/{PROBA}")
+    return iforest, rforest
+
+
 def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
     """Write ``bundle`` as a new artifact; returns its directory. ``bundle.version`` is set here."""
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / ".incoming"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    sio.dump({"iforest": bundle.iforest, "rforest": bundle.rforest}, tmp / MODEL_FILE)
+    iforest, rforest = compile_forest(bundle.iforest), compile_forest(bundle.rforest)
+    write_forests(tmp / MODEL_FILE, iforest, rforest)
     body: dict[str, Any] = {
         "format": FORMAT,
         "model_sha256": _sha256(tmp / MODEL_FILE),
-        "libraries": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "skops": metadata.version("skops")},
+        # What trained the forests (scoring needs numpy only).
+        "libraries": {"scikit-learn": _library_version("scikit-learn"), "numpy": np.__version__},
         "input_names": list(MODEL_INPUT_NAMES),
         "calibration": {m: [p.a, p.b] for m, p in bundle.calibration.items()},
         "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias},
@@ -78,6 +118,7 @@ def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     bundle.version = version
+    bundle.iforest, bundle.rforest = iforest, rforest
     logger.info("saved model %s to %s", version, final)
     return final
 
@@ -98,7 +139,8 @@ def read_manifest(model_dir: Path, version: str) -> dict[str, Any]:
         manifest = json.loads((model_dir / version / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model {version}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != version:
+    known_format = isinstance(manifest, dict) and manifest.get("format") in (1, FORMAT)
+    if not known_format or manifest.get("version") != version:
         raise ConfigError(f"model {version}: manifest format/version mismatch")
     return manifest
 
@@ -119,28 +161,27 @@ def load_bundle(model_dir: Path, version: str | None = None, expected_sha256: st
             f"model {version}: manifest hash {str(manifest.get('model_sha256'))[:12]} != published "
             f"{expected_sha256[:12]}"
         )
-    actual = _sha256(path / MODEL_FILE)
+    model_file = path / (MODEL_FILE if manifest["format"] == FORMAT else _LEGACY_FILE)
+    actual = _sha256(model_file)
     if actual != manifest["model_sha256"]:
         raise ConfigError(
-            f"model {version}: {MODEL_FILE} hash {actual[:12]} != manifest {manifest['model_sha256'][:12]}"
-        )
-    trained_with = manifest["libraries"]["scikit-learn"]
-    if _minor(trained_with) != _minor(sklearn.__version__):
-        raise ConfigError(
-            f"model {version} was trained with scikit-learn {trained_with}, running {sklearn.__version__}"
+            f"model {version}: {model_file.name} hash {actual[:12]} != manifest {manifest['model_sha256'][:12]}"
         )
     if manifest["input_names"] != list(MODEL_INPUT_NAMES):
         raise ConfigError(f"model {version} expects inputs {manifest['input_names']}, code has {MODEL_INPUT_NAMES}")
-    untrusted = sio.get_untrusted_types(file=path / MODEL_FILE)
-    bad = [t for t in untrusted if not t.startswith(_ALLOWED_PREFIXES)]
-    if bad:
-        raise ConfigError(f"model {version} contains types outside the allow-list: {bad}")
-    forests = sio.load(path / MODEL_FILE, trusted=untrusted)
+    if manifest["format"] == FORMAT:
+        iforest, rforest = read_forests(model_file)
+    else:
+        iforest, rforest = _read_legacy(version, model_file, manifest)
+    for forest in (iforest, rforest):
+        if forest.n_features_in_ != len(MODEL_INPUT_NAMES):
+            raise ConfigError(f"model {version}: a forest takes {forest.n_features_in_} inputs, "
+                              f"not {len(MODEL_INPUT_NAMES)}")
     stack = manifest["stack"]
     return ModelBundle(
         version=version,
-        iforest=forests["iforest"],
-        rforest=forests["rforest"],
+        iforest=iforest,
+        rforest=rforest,
         calibration={m: Platt(*ab) for m, ab in manifest["calibration"].items()},
         stack_weights=tuple(stack["weights"]),
         stack_bias=float(stack["bias"]),
@@ -148,3 +189,21 @@ def load_bundle(model_dir: Path, version: str | None = None, expected_sha256: st
         threshold=float(manifest["threshold"]),
         combination=str(manifest.get("combination", "stacked")),
     )
+
+
+def _read_legacy(version: str, model_file: Path, manifest: dict[str, Any]) -> tuple[FlatForest, FlatForest]:
+    """Format 1: scikit-learn forests in skops' format (type allow-list), compiled on load."""
+    import sklearn  # noqa: PLC0415 - format-1 artifacts only; format 2 needs neither library
+    import skops.io as sio  # noqa: PLC0415
+
+    trained_with = manifest["libraries"]["scikit-learn"]
+    if _minor(trained_with) != _minor(sklearn.__version__):
+        raise ConfigError(
+            f"model {version} was trained with scikit-learn {trained_with}, running {sklearn.__version__}"
+        )
+    untrusted = sio.get_untrusted_types(file=model_file)
+    bad = [t for t in untrusted if not t.startswith(_ALLOWED_PREFIXES)]
+    if bad:
+        raise ConfigError(f"model {version} contains types outside the allow-list: {bad}")
+    forests = sio.load(model_file, trusted=untrusted)
+    return compile_forest(forests["iforest"]), compile_forest(forests["rforest"])

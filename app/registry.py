@@ -2,7 +2,7 @@
 
 Redis holds a JSON pointer only, under ``<prefix>model``::
 
-    {"version": "m-f20d2433a3b2", "model_sha256": "<sha256 of forests.skops>", "published_at_ms": 1795...}
+    {"version": "m-f20d2433a3b2", "model_sha256": "<sha256 of forests.npz>", "published_at_ms": 1795...}
 
 The artifact itself stays in the model directory every worker reads (a shared volume in
 ``deploy/docker-compose.yml``). Nothing binary, nothing pickled goes through Redis. Before a

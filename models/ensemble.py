@@ -8,10 +8,10 @@ out-of-fold scores of the labelled training data, from forests that never saw th
 symbol; see :mod:`models.training`), and a stacker (a logistic regression over the members'
 logits) combines them into the ensemble probability.
 
-All calibration parameters are plain numbers (JSON in the artifact manifest); only the
-forests themselves are binary, and those are loaded after their hash is checked.
+All calibration parameters are plain numbers (JSON in the artifact manifest); the forests are
+flat node arrays (:mod:`models.forests`), loaded after their hash is checked.
 
-Models always score a whole micro-batch (one sklearn call per batch, never per row).
+Models always score a whole micro-batch (one vectorised call per forest per batch, never per row).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest, RandomForestClassifier
+
+from models.forests import FlatForest
 
 MEMBERS: tuple[str, ...] = ("statistical", "iforest", "rforest")
 #: How member probabilities are combined; training evaluates each and keeps the best.
@@ -59,7 +60,8 @@ class ModelBundle:
     ----------
     version : str
         Artifact version (content hash prefix); stamped on every alert.
-    iforest, rforest : fitted scikit-learn estimators
+    iforest, rforest : forests compiled by :mod:`models.forests` (or fitted scikit-learn
+        estimators, which answer the same two calls; artifacts always hold compiled ones)
     calibration : dict of member name -> Platt
         Applied to the raw member outputs: statistical logit, ``-score_samples``, ``predict_proba``.
     stack_weights, stack_bias :
@@ -73,8 +75,8 @@ class ModelBundle:
     """
 
     version: str
-    iforest: IsolationForest
-    rforest: RandomForestClassifier
+    iforest: FlatForest
+    rforest: FlatForest
     calibration: dict[str, Platt]
     stack_weights: tuple[float, ...]
     stack_bias: float

@@ -52,9 +52,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from models.ensemble import MEMBERS, ModelBundle, Platt
+from models.forests import compile_forest
 from models.pipeline import BatchResult
 from models.ticks import Tick
 
@@ -99,8 +99,10 @@ class RefitRequest:
 
     def fit(self) -> ModelBundle:
         """A new bundle: refitted IsolationForest, re-anchored iforest calibration, new version."""
-        forest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed + self.generation,
-                                 n_jobs=1).fit(self.rows)
+        from sklearn.ensemble import IsolationForest  # noqa: PLC0415 - only a refit needs scikit-learn
+
+        forest = compile_forest(IsolationForest(n_estimators=self.n_estimators,
+                                                random_state=self.seed + self.generation, n_jobs=1).fit(self.rows))
         old_raw = float(np.median(-self.bundle.iforest.score_samples(self.rows)))
         new_raw = float(np.median(-forest.score_samples(self.rows)))
         cal = dict(self.bundle.calibration)

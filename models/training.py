@@ -37,6 +37,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, logit
 from models.evaluation import Event, EventReport, evaluate
+from models.forests import compile_forest
 from models.pipeline import PipelineConfig, SymbolSnapshot
 from models.ticks import Tick
 
@@ -327,8 +328,7 @@ def _fit_rows(data: Dataset, rows: np.ndarray, config: TrainConfig, rng: np.rand
 
 
 def _rforest(n: int, seed: int) -> RandomForestClassifier:
-    # All cores to fit (trees are independent; the result does not depend on n_jobs); the
-    # shipped forest scores with one (see _merge), as the worker calls it per micro-batch.
+    # All cores to fit (trees are independent; the result does not depend on n_jobs).
     return RandomForestClassifier(n_estimators=n, min_samples_leaf=5, max_depth=16, random_state=seed, n_jobs=-1)
 
 
@@ -343,7 +343,6 @@ def _merge(forests: Sequence[RandomForestClassifier]) -> RandomForestClassifier:
     merged = forests[0]
     merged.estimators_ = [t for f in forests for t in f.estimators_]
     merged.n_estimators = len(merged.estimators_)
-    merged.n_jobs = 1
     return merged
 
 
@@ -373,9 +372,10 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         out = fold == k
         raw[out, 2] = rf.predict_proba(data.x[out])[:, 1]
         raw[out, 1] = -_iforest(data, rows, config, rng).score_samples(data.x[out])
-    iforest = _iforest(data, np.flatnonzero(train), config, rng)
-    iforest.n_jobs = 1  # scored per micro-batch in the worker
-    bundle = ModelBundle("unsaved", iforest, _merge(forests), {m: Platt() for m in MEMBERS}, (1.0, 0.0, 0.0), 0.0)
+    # The shipped forests are compiled to node arrays: the worker scores them with numpy alone.
+    iforest = compile_forest(_iforest(data, np.flatnonzero(train), config, rng))
+    bundle = ModelBundle("unsaved", iforest, compile_forest(_merge(forests)), {m: Platt() for m in MEMBERS},
+                         (1.0, 0.0, 0.0), 0.0)
 
     # Calibration rows: every positive training row and a random share of the negatives (weighted back).
     cal = np.flatnonzero(train)

@@ -1,0 +1,107 @@
+"""Model artifacts: reproducible files, hash checked before parsing, the same scores after a round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn
+import skops.io as sio
+from sklearn.ensemble import IsolationForest, RandomForestClassifier
+
+from app.model_store import MANIFEST, MODEL_FILE, _sha256, load_bundle, save_bundle
+from models.detectors.statistical import MODEL_INPUT_NAMES
+from models.ensemble import MEMBERS, ModelBundle, Platt
+from models.errors import ConfigError
+from models.forests import FlatForest
+
+WIDTH = len(MODEL_INPUT_NAMES)
+
+
+def _bundle(seed: int = 0) -> ModelBundle:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, WIDTH))
+    y = (x[:, 0] + x[:, 1] > 1.5).astype(int)
+    return ModelBundle("unsaved", IsolationForest(n_estimators=8, random_state=seed).fit(x),
+                       RandomForestClassifier(n_estimators=6, max_depth=6, random_state=seed).fit(x, y),
+                       {m: Platt(1.5, -0.2) for m in MEMBERS}, (0.5, 0.3, 0.2), -0.1, threshold=0.6,
+                       combination="mean")
+
+
+def _rows() -> np.ndarray:
+    return np.random.default_rng(99).normal(size=(64, WIDTH)) * 2
+
+
+def test_round_trip_scores_like_the_fitted_forests(tmp_path: Path) -> None:
+    bundle = _bundle()
+    iforest, rforest = bundle.iforest, bundle.rforest
+    stat = np.linspace(0.01, 0.99, 64)
+    path = save_bundle(bundle, tmp_path)
+    loaded = load_bundle(tmp_path, path.name)
+    assert isinstance(loaded.iforest, FlatForest) and isinstance(loaded.rforest, FlatForest)
+    np.testing.assert_array_equal(loaded.iforest.score_samples(_rows()), iforest.score_samples(_rows()))
+    np.testing.assert_allclose(loaded.rforest.predict_proba(_rows())[:, 1], rforest.predict_proba(_rows())[:, 1],
+                               rtol=0, atol=1e-12)
+    assert (loaded.threshold, loaded.combination, loaded.version) == (0.6, "mean", path.name)
+    np.testing.assert_allclose(loaded.score_batch(_rows(), stat)[0], bundle.score_batch(_rows(), stat)[0])
+
+
+def test_same_forests_give_the_same_file_and_version(tmp_path: Path) -> None:
+    a = save_bundle(_bundle(), tmp_path / "a")
+    b = save_bundle(_bundle(), tmp_path / "b")
+    assert a.name == b.name
+    assert (a / MODEL_FILE).read_bytes() == (b / MODEL_FILE).read_bytes()
+    assert save_bundle(_bundle(seed=1), tmp_path / "c").name != a.name
+
+
+def test_a_changed_model_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = save_bundle(_bundle(), tmp_path)
+    data = bytearray((path / MODEL_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (path / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="hash"):
+        load_bundle(tmp_path, path.name)
+
+
+def test_a_published_hash_that_differs_is_refused(tmp_path: Path) -> None:
+    path = save_bundle(_bundle(), tmp_path)
+    with pytest.raises(ConfigError, match="published"):
+        load_bundle(tmp_path, path.name, expected_sha256="0" * 64)
+
+
+def test_format_1_skops_artifacts_still_load(tmp_path: Path) -> None:
+    """Artifacts written before the array format: scikit-learn objects in skops, compiled on load."""
+    bundle = _bundle()
+    version = "m-legacy000001"
+    art = tmp_path / version
+    art.mkdir()
+    sio.dump({"iforest": bundle.iforest, "rforest": bundle.rforest}, art / "forests.skops")
+    manifest = {"format": 1, "version": version, "model_sha256": _sha256(art / "forests.skops"),
+                "libraries": {"scikit-learn": sklearn.__version__}, "input_names": list(MODEL_INPUT_NAMES),
+                "calibration": {m: [1.0, 0.0] for m in MEMBERS}, "stack": {"weights": [1, 1, 1], "bias": 0.0},
+                "threshold": 0.5, "combination": "vote"}
+    (art / MANIFEST).write_text(json.dumps(manifest))
+    loaded = load_bundle(tmp_path, version)
+    np.testing.assert_array_equal(loaded.iforest.score_samples(_rows()), bundle.iforest.score_samples(_rows()))
+    assert loaded.combination == "vote"
+
+
+def test_a_worker_loads_and_scores_a_model_without_importing_scikit_learn(tmp_path: Path) -> None:
+    """What keeps a worker's RSS down: neither scikit-learn nor SciPy is imported to load or score."""
+    path = save_bundle(_bundle(), tmp_path)
+    code = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "import app.factory, app.processor, app.web\n"
+        "from app.model_store import load_bundle\n"
+        f"b = load_bundle(Path({str(tmp_path)!r}), {path.name!r})\n"
+        f"b.score_batch(np.zeros((3, {WIDTH})), np.full(3, 0.5))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'skops'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
