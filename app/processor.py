@@ -341,7 +341,9 @@ class TickProcessor:
 
     async def _resync(self) -> None:
         """Rewrite everything this worker owns (Redis may be empty). Marks the cache synced on success."""
-        summaries, points, alerts = {}, {}, []
+        summaries: dict[str, dict[str, Any]] = {}
+        points: dict[str, Any] = {}
+        alerts: list[dict[str, Any]] = []
         # Alerts of a batch still in flight are already in the alerts table; its own publish adds them.
         pending = self._unpublished_alerts
         for symbol, snap in self.cache.items():
