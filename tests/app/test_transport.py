@@ -32,3 +32,4 @@ def test_worker_consumer_uses_the_configured_fetch_wait() -> None:
 def test_default_fetch_wait_is_far_below_fausts_hard_coded_value() -> None:
     _, wait = _built_consumer_wait(Settings())
     assert wait == Settings().consumer_fetch_max_wait_ms == 100
+
