@@ -198,12 +198,8 @@ def test_kill_9_mid_stream_then_restart(broker: EmbeddedBroker, names: Names, wo
 
 
 # --------------------------------------------------------------------------- join and leave
-# KNOWN DEFECT (issue 7, open): about one run in three under CI load, one record's ticks (8 of 200,000) of
-# one symbol are lost across the rebalances. On 2026-11-22 it happened in w1's first batches after the
-# second worker left (the chain check in explain_gaps: a write whose tick count is one record short of its
-# recorded offsets). Not fixed: the cause was not found. The test still runs and prints that chain check;
-# xfail keeps the rest of the suite landing while it is open. Remove the marker with the fix.
-@pytest.mark.xfail(reason="known defect: a rebalance can lose one record's ticks (issue 7, open)", strict=False)
+# This test found the out-of-order delivery around rebalances that app/offset_gate.py now prevents (up
+# to 4,600 ticks lost in a run before; explain_gaps shows where a symbol's state chain broke if it recurs).
 def test_second_worker_joins_and_leaves_mid_stream(broker: EmbeddedBroker, names: Names, workers: Workers,
                                                    stream: list[Raw]) -> None:
     start_stream(broker, names, stream)
