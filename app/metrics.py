@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, Protocol
 
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -41,6 +41,39 @@ class PsutilCollector(Collector):
             yield GaugeMetricFamily(f"{p}_process_threads", "Threads of the worker", value=self.proc.num_threads())
 
 
+class GateCounts(Protocol):
+    """What :class:`OffsetGateCollector` reads (``app.offset_gate.OffsetGate`` has it)."""
+
+    skipped: int
+    reseeks: int
+    accepted_gaps: int
+
+
+class OffsetGateCollector(Collector):
+    """The stream consumer's offset-order gate counters, read at scrape time.
+
+    The gate lives in the consumer Faust builds (``app.transport``); reading it through a callable
+    keeps the transport free of metrics. Re-seeks are the sign of Faust's out-of-order delivery
+    around rebalances being caught; a steady climb outside rebalances deserves a look.
+    """
+
+    def __init__(self, prefix: str, gate: Callable[[], GateCounts | None]) -> None:
+        self.prefix = prefix
+        self.gate = gate
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        gate = self.gate()
+        if gate is None:
+            return
+        p = self.prefix
+        yield CounterMetricFamily(f"{p}_offset_gate_skipped", "Fetched stream records dropped as stale or unsought "
+                                  "(they come again)", value=gate.skipped)
+        yield CounterMetricFamily(f"{p}_offset_gate_reseeks", "Partitions sought back to the next expected offset "
+                                  "after a gap in delivery", value=gate.reseeks)
+        yield CounterMetricFamily(f"{p}_offset_gate_accepted_gaps", "Offset holes confirmed by a re-fetch "
+                                  "(transaction markers, compaction)", value=gate.accepted_gaps)
+
+
 class Metrics(NamedTuple):
     registry: CollectorRegistry
     ticks_in: Counter
@@ -65,10 +98,13 @@ class Metrics(NamedTuple):
     redis_writes: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None, prefix: str = "cryptotrace") -> Metrics:
+    def create(cls, registry: CollectorRegistry | None = None, prefix: str = "cryptotrace",
+               offset_gate: Callable[[], GateCounts | None] | None = None) -> Metrics:
         r = registry or CollectorRegistry()
         ProcessCollector(registry=r)  # process_* (from /proc): what standard dashboards expect
         r.register(PsutilCollector(prefix))
+        if offset_gate is not None:
+            r.register(OffsetGateCollector(prefix, offset_gate))
         return cls(
             registry=r,
             ticks_in=Counter(f"{prefix}_ticks_in", "Valid ticks decoded from input records", registry=r),

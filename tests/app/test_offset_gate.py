@@ -136,3 +136,21 @@ def test_what_the_gate_delivers_never_skips_a_record(history: tuple[int, int, li
             assert offset == after[high], f"{offset} delivered after {high}: a record was skipped"
         high = offset if high is None else max(high, offset)
     assert high == (records[-1] if records else None)
+
+
+def test_the_gate_counters_are_scraped_from_the_metrics_registry() -> None:
+    from prometheus_client import generate_latest
+
+    from app.metrics import Metrics
+
+    holder: dict[str, OffsetGate] = {}
+    metrics = Metrics.create(offset_gate=lambda: holder.get("gate"))
+    assert b"offset_gate" not in generate_latest(metrics.registry)  # no consumer yet: no series
+    gate = holder["gate"] = OffsetGate()
+    gate.sought({TP: 10})
+    assert gate.admit(TP, 9, gate.epoch) is Verdict.SKIP
+    assert gate.admit(TP, 12, gate.epoch) is Verdict.RESEEK
+    text = generate_latest(metrics.registry).decode()
+    assert "cryptotrace_offset_gate_skipped_total 1.0" in text
+    assert "cryptotrace_offset_gate_reseeks_total 1.0" in text
+    assert "cryptotrace_offset_gate_accepted_gaps_total 0.0" in text
