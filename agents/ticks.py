@@ -18,7 +18,11 @@ def register_tick_agent(app: faust.App, source: Any, processor: TickProcessor, s
 
     @app.agent(source, name="cryptotrace.process_ticks", concurrency=1)
     async def process_ticks(stream: Any) -> None:
+        admit = getattr(app, "admit", None)  # WorkerApp: offset order per partition (app/offset_gate.py)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await processor.handle(events)
+            if admit is not None:
+                events = await admit(events)
+            if events:
+                await processor.handle(events)
 
     return process_ticks

@@ -149,7 +149,8 @@ def create_app(
     alerts_table = app.Table("symbol-alerts", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
                              help="Per-symbol recent alerts, oldest first (JSON list); moves with the symbol.",
                              options=rocksdb_options(settings))
-    metrics = Metrics.create(offset_gate=lambda: getattr(app.consumer, "offset_gate", None))
+    metrics = Metrics.create(offset_gate=lambda: getattr(app.consumer, "offset_gate", None),
+                             ack_guard=lambda: getattr(app.consumer, "ack_guard", None))
     link = RedisLink(settings.redis_url, metrics) if settings.redis_url else None
     cache = SymbolCache(link, settings.key_prefix, metrics, size=settings.cache_size, ttl_s=settings.cache_ttl_s,
                         history_points=settings.history_points, alerts_per_symbol=settings.recent_alerts_per_symbol)

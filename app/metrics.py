@@ -49,6 +49,12 @@ class GateCounts(Protocol):
     accepted_gaps: int
 
 
+class RefusedCount(Protocol):
+    """What :class:`OffsetGateCollector` reads of ``app.ack_guard.AckGuard``."""
+
+    refused: int
+
+
 class OffsetGateCollector(Collector):
     """The stream consumer's offset-order gate counters, read at scrape time.
 
@@ -57,15 +63,21 @@ class OffsetGateCollector(Collector):
     around rebalances being caught; a steady climb outside rebalances deserves a look.
     """
 
-    def __init__(self, prefix: str, gate: Callable[[], GateCounts | None]) -> None:
+    def __init__(self, prefix: str, gate: Callable[[], GateCounts | None],
+                 ack_guard: Callable[[], RefusedCount | None] | None = None) -> None:
         self.prefix = prefix
         self.gate = gate
+        self.ack_guard = ack_guard
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        p = self.prefix
+        guard = self.ack_guard() if self.ack_guard is not None else None
+        if guard is not None:
+            yield CounterMetricFamily(f"{p}_acks_refused", "Acks of stream records the agent never got (Faust "
+                                      "skipped them during a rebalance): not committed", value=guard.refused)
         gate = self.gate()
         if gate is None:
             return
-        p = self.prefix
         yield CounterMetricFamily(f"{p}_offset_gate_skipped", "Fetched stream records dropped as stale or unsought "
                                   "(they come again)", value=gate.skipped)
         yield CounterMetricFamily(f"{p}_offset_gate_reseeks", "Partitions sought back to the next expected offset "
@@ -99,12 +111,13 @@ class Metrics(NamedTuple):
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None, prefix: str = "cryptotrace",
-               offset_gate: Callable[[], GateCounts | None] | None = None) -> Metrics:
+               offset_gate: Callable[[], GateCounts | None] | None = None,
+               ack_guard: Callable[[], RefusedCount | None] | None = None) -> Metrics:
         r = registry or CollectorRegistry()
         ProcessCollector(registry=r)  # process_* (from /proc): what standard dashboards expect
         r.register(PsutilCollector(prefix))
         if offset_gate is not None:
-            r.register(OffsetGateCollector(prefix, offset_gate))
+            r.register(OffsetGateCollector(prefix, offset_gate, ack_guard))
         return cls(
             registry=r,
             ticks_in=Counter(f"{prefix}_ticks_in", "Valid ticks decoded from input records", registry=r),

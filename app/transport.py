@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with two changes: the consumer's fetch wait, and no records before the seek.
+"""Faust's aiokafka transport with three changes: the fetch wait, records in offset order, honest acks.
 
 **Fetch wait.** faust-streaming builds its worker consumer with ``fetch_max_wait_ms=1500`` hard-coded
 (``faust/transport/drivers/aiokafka.py``). Against Kafka that only bounds idle polls, but the
@@ -11,13 +11,18 @@ order around a rebalance (a fetch from before a seek delivered after it, records
 aiokafka moved past them); the state's redelivery check then skips the records that come late, and
 ticks are lost. The consumer below passes every stream record through an :class:`OffsetGate`
 (:mod:`app.offset_gate` explains the failure and the rule) and makes the seeks it asks for.
+
+**Honest acks.** Faust acks the stream records it skips during a rebalance, and those acks can be
+committed; the consumer records an ack only for a record the agent was handed
+(:mod:`app.ack_guard`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -25,6 +30,7 @@ from faust.transport import by_url
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 from faust.types import TP, Message, TransportT
 
+from app.ack_guard import AckGuard
 from app.offset_gate import OffsetGate, Verdict
 
 logger = logging.getLogger(__name__)
@@ -41,10 +47,41 @@ class _FetchWaitConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
+class _ReadOffsets(dict[Any, Any]):
+    """Faust's per-partition "read offset", blind (None) for stream partitions.
+
+    Faust's drain loop drops a record below the read offset and marks any jump past it as a gap it
+    may commit. Both fight the gate: the loop sets the read offset *after* handing a record on, so a
+    re-seek made meanwhile was overwritten and the records fetched again were dropped (seen as a
+    re-seek loop, and as records that vanished on their way to the agent). The gate orders stream
+    partitions itself; changelog partitions keep Faust's bookkeeping.
+    """
+
+    def __init__(self, is_stream_topic: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._is_stream_topic = is_stream_topic
+
+    def __missing__(self, tp: Any) -> None:
+        return None  # Faust's defaultdict(lambda: None)
+
+    def __getitem__(self, tp: Any) -> Any:
+        return None if self._is_stream_topic(tp.topic) else super().__getitem__(tp)
+
+
 class _FetchWaitConsumer(Consumer):
+    """Faust's consumer, plus the offset gate and the ack guard for stream (non-changelog) topics.
+
+    ``getmany`` stamps each stream record with the gate epoch its fetch started in; the agent asks
+    :meth:`admit_events` which events of a batch it may process (the gate's verdict, given at the
+    last point before the state); acks count only for admitted records.
+    """
+
     _gate: OffsetGate | None = None
+    _guard: AckGuard | None = None
     _fetch_epoch = 0
     _positions_checked_at = 0.0
+    _changelogs: frozenset[str] | None = None
+    _epochs: weakref.WeakKeyDictionary[Message, int] | None = None
 
     @property
     def offset_gate(self) -> OffsetGate:
@@ -52,48 +89,116 @@ class _FetchWaitConsumer(Consumer):
             self._gate = OffsetGate()
         return self._gate
 
+    @property
+    def fetch_epochs(self) -> weakref.WeakKeyDictionary[Message, int]:
+        """The gate epoch each stream record's fetch started in (weak: gone with the record)."""
+        if self._epochs is None:
+            self._epochs = weakref.WeakKeyDictionary()
+        return self._epochs
+
+    @property
+    def ack_guard(self) -> AckGuard:
+        if self._guard is None:
+            self._guard = AckGuard()
+        return self._guard
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _ReadOffsets(self._is_stream_topic)
+
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _is_stream_topic(self, topic: str) -> bool:
+        # Tables are registered before the consumer starts; Faust would rebuild this set on every call.
+        if self._changelogs is None:
+            self._changelogs = frozenset(self.app.tables.changelog_topics)
+        return topic not in self._changelogs
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Faust's seek after an assignment; the gate learns where each stream partition starts."""
         offsets = await super().seek_to_committed()
-        self.offset_gate.sought({tp: off for tp, off in offsets.items() if not self._is_changelog_tp(tp)})
+        self.offset_gate.sought({tp: off for tp, off in offsets.items() if self._is_stream_topic(tp.topic)},
+                                time.monotonic())
         return offsets
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
-        if not self._is_changelog_tp(partition):
-            self.offset_gate.sought({partition: offset})
+        if self._is_stream_topic(partition.topic):
+            self.offset_gate.sought({partition: offset}, time.monotonic())
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.offset_gate.forget(revoked)
         await super().on_partitions_revoked(revoked)
 
-    async def _wait_next_records(self, timeout: float) -> Any:
-        self._fetch_epoch = self.offset_gate.epoch  # the records of this fetch are judged by it
-        return await super()._wait_next_records(timeout)
+    def ack(self, message: Message) -> bool:
+        """Faust's ack, refused for a stream record the agent was not handed (see :mod:`app.ack_guard`)."""
+        if self._is_stream_topic(message.topic) and not self.ack_guard.allows(message):
+            message.acked = True  # done with, as far as waiting for acks goes; never committed
+            return False
+        return super().ack(message)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """One fetch from aiokafka: the gate learns its epoch and where each stream partition began.
+
+        Here, before Faust's getmany can drop anything: the first record of a fetch that started
+        after a re-seek says whether the expected offset exists (see ``OffsetGate.fetched``).
+        """
+        gate = self.offset_gate
+        self._fetch_epoch = epoch = gate.epoch
+        records = await super()._getmany(active_partitions, timeout)
+        for tp, messages in records.items():
+            if messages and self._is_stream_topic(tp.topic):
+                gate.fetched(tp, messages[0].offset, epoch)
+        return records
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        gate = self.offset_gate
-        changelogs = self.app.tables.changelog_topics  # once per fetch: Faust builds this set per call
+        gate, epoch_of = self.offset_gate, self.fetch_epochs
         async for tp, message in super().getmany(timeout):
-            if tp.topic in changelogs:  # recovery seeks and reads changelogs itself
-                yield tp, message
-                continue
-            verdict = gate.admit(tp, message.offset, self._fetch_epoch)
-            if verdict is Verdict.DELIVER:
-                yield tp, message
-            elif verdict is Verdict.RESEEK:
-                await self._seek_back(tp, f"offset {message.offset} fetched")
+            if self._is_stream_topic(tp.topic):
+                epoch = self._fetch_epoch  # set by this getmany's fetch (_getmany) before its first record
+                if gate.stale(tp, epoch):
+                    # Fetched before a re-seek of tp: dropped here, or Faust's read offset would move
+                    # past the re-seek and its drain loop would discard the records fetched again.
+                    continue
+                epoch_of[message] = epoch
+            yield tp, message
         now = time.monotonic()
         if now - self._positions_checked_at >= POSITION_CHECK_S:
             self._positions_checked_at = now
-            await self._check_positions()
+            await self._check_positions(now)
 
-    async def _check_positions(self) -> None:
-        """Seek back a partition whose position passed records that were never delivered (a tail drop)."""
-        gate, epoch = self.offset_gate, self._fetch_epoch
+    async def admit_events(self, events: Sequence[Any]) -> list[Any]:
+        """The events of a batch the agent may process, in order; re-seeks a partition with a gap."""
+        gate, guard, epoch_of = self.offset_gate, self.ack_guard, self.fetch_epochs
+        if not self.started:  # Faust's agent test context: events put by hand, no fetches, no seeks
+            for event in events:
+                guard.handed(event.message)
+            return list(events)
+        now = time.monotonic()
+        admitted = []
+        for event in events:
+            message = event.message
+            if not self._is_stream_topic(message.topic):
+                admitted.append(event)
+                continue
+            tp, accepted = message.tp, gate.accepted_gaps
+            expected = gate.expected(tp)
+            verdict = gate.admit(tp, message.offset, epoch_of.get(message, 0), now)
+            if verdict is Verdict.DELIVER:
+                if gate.accepted_gaps > accepted and expected is not None:
+                    # A real hole (transaction markers): Faust may commit across it, as its own drain
+                    # loop would have let it (its gap bookkeeping is off for stream partitions here).
+                    await self._add_gap(tp, expected, message.offset - 1)
+                guard.handed(message)
+                admitted.append(event)
+            elif verdict is Verdict.RESEEK:
+                await self._seek_back(message.tp, f"offset {message.offset} handed to the agent", now)
+        return admitted
+
+    async def _check_positions(self, now: float) -> None:
+        """Seek back a partition whose position passed records that never reached the agent (a tail loss)."""
+        gate = self.offset_gate
         for tp in self.assignment():
             if gate.expected(tp) is None:
                 continue
@@ -102,11 +207,14 @@ class _FetchWaitConsumer(Consumer):
             except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the next assignment seeks it anyway
                 logger.debug("no position for %s: %r", tp, exc)
                 continue
-            if gate.check_position(tp, position, epoch):
-                await self._seek_back(tp, f"position {position}")
+            expected, accepted = gate.expected(tp), gate.accepted_gaps
+            if gate.check_position(tp, position, now):
+                await self._seek_back(tp, f"position {position}", now)
+            elif gate.accepted_gaps > accepted and expected is not None and position is not None:
+                await self._add_gap(tp, expected, position - 1)  # a hole at the end: committable
 
-    async def _seek_back(self, tp: TP, what: str) -> None:
-        expected = self.offset_gate.reseeking(tp)
+    async def _seek_back(self, tp: TP, what: str, now: float) -> None:
+        expected = self.offset_gate.reseeking(tp, now)
         logger.warning("%s: %s where offset %d was expected next; seeking back to it", tp, what, expected)
         await super().seek(tp, expected)
 
@@ -118,9 +226,18 @@ class FetchWaitTransport(Transport):
 
 
 class WorkerApp(faust.App):
-    """``faust.App`` whose Kafka consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """``faust.App`` whose Kafka consumer waits at most ``fetch_max_wait_ms`` per fetch.
+
+    Its agent must pass each batch through :meth:`admit` before processing it: on the Kafka
+    transport only admitted records are ever committed.
+    """
 
     fetch_max_wait_ms: int | None = None
+
+    async def admit(self, events: Sequence[Any]) -> list[Any]:
+        """The events of a batch to process: in offset order per partition, none twice, none missing."""
+        admit_events = getattr(self.consumer, "admit_events", None)
+        return await admit_events(events) if admit_events is not None else list(events)
 
     def _new_transport(self) -> TransportT:
         transport_cls = by_url(self.conf.broker_consumer[0])
