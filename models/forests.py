@@ -30,6 +30,7 @@ PROBA = "proba"  # RandomForestClassifier: probability of class 1
 ISOLATION = "isolation"  # IsolationForest: score_samples (higher is more normal)
 KINDS = (PROBA, ISOLATION)
 
+ROW_CHUNK = 1024  # rows walked at once (see FlatForest.leaf_sums)
 _ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "leaf_value", "roots")
 
 
@@ -150,9 +151,17 @@ class FlatForest:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ValueError(f"expected shape (n, {self.n_features_in_}), got {x.shape}")
+        n = x.shape[0]
+        total = np.zeros(n)
+        # Rows in chunks: the walk holds a few (trees x rows) arrays, ~100 MB for 25k rows and
+        # 100 trees in one go (the batched benchmark's peak RSS rose by 180 MB), 4 MB per 1,024-row
+        # chunk, which also stays in cache: 2x faster per row on the shipped model.
+        for lo in range(0, n, ROW_CHUNK):
+            total[lo:lo + ROW_CHUNK] = self._leaf_sums(x[lo:lo + ROW_CHUNK])
+        return total
+
+    def _leaf_sums(self, x: np.ndarray) -> np.ndarray:
         n, width = x.shape
-        if n == 0:
-            return np.zeros(0)
         # sklearn compares float32 inputs with float64 thresholds (beyond float32's range: +-inf).
         with np.errstate(over="ignore"):
             flat = np.ascontiguousarray(x, dtype=np.float32).astype(np.float64).ravel()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
-from models.forests import ISOLATION, PROBA, FlatForest, average_path_length, compile_forest
+from models.forests import ISOLATION, PROBA, ROW_CHUNK, FlatForest, average_path_length, compile_forest
 
 
 def _data(seed: int, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +80,13 @@ def test_arrays_round_trip_and_batches_of_any_size() -> None:
     one_by_one = np.concatenate([flat.predict_proba(q[i:i + 1]) for i in range(len(q))])
     np.testing.assert_array_equal(one_by_one, flat.predict_proba(q))  # rows never interact
     assert flat.predict_proba(q[:0]).shape == (0, 2)
+
+
+def test_batches_longer_than_a_row_chunk_match_sklearn() -> None:
+    x, y = _data(5, 400, 4)
+    rf = RandomForestClassifier(n_estimators=7, random_state=0).fit(x, y)
+    q = _queries(5, x, ROW_CHUNK + 300, 0.1)  # crosses a chunk boundary (NaN rows included)
+    np.testing.assert_allclose(FlatForest.from_sklearn(rf).predict_proba(q), rf.predict_proba(q), rtol=0, atol=1e-12)
 
 
 def test_compile_forest_is_idempotent_and_rejects_what_it_cannot_score() -> None:
