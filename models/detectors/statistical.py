@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import Any
 
 from models._fastinit import fast_constructor
+from models.detectors.novelty import EMPTY, NoveltyWindow
 from models.features import Features
 
 #: (feature, transform, direction, std floor, lone-z centre). Direction +1 watches rises only,
@@ -49,6 +50,8 @@ _SPECS: tuple[tuple[str, bool, float, float, str], ...] = tuple(
     (kind, direction > 0, floor, centre, z_name)
     for (_, kind, direction, floor, centre), z_name in zip(MONITORED, Z_NAMES, strict=True)
 )
+_RISING: tuple[bool, ...] = tuple(spec[1] for spec in _SPECS)
+_NO_LIMITS: tuple[float, ...] = (EMPTY,) * len(MONITORED)  # novelty off: every value is new
 
 
 def _sigmoid(x: float) -> float:
@@ -119,6 +122,10 @@ class StatisticalConfig:
     # runs reach 7-8 on liquid synthetic symbols, a frozen feed goes far past 30 within minutes.
     stale_surprise: float = math.log(1e6)
     min_flat_trades: int = 5
+    # A lone-feature rule fires only on a new extreme of its statistic within this window
+    # (models/detectors/novelty.py): a move that recurs within it is rare but not new. 0 = off.
+    novelty_window_s: float = 7200.0
+    novelty_buckets: int = 12
 
     def __post_init__(self) -> None:
         if self.baseline_tau_s <= 0:
@@ -127,6 +134,8 @@ class StatisticalConfig:
             raise ValueError(f"z_width must be > 0, got {self.z_width}")
         if self.clip_sigma <= 0:
             raise ValueError(f"clip_sigma must be > 0, got {self.clip_sigma}")
+        if self.novelty_window_s < 0:
+            raise ValueError(f"novelty_window_s must be >= 0, got {self.novelty_window_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,9 @@ class StatResult:
     # unknown) and the scale each z was divided by. Empty for a hand-made result.
     values: tuple[float | None, ...] = ()
     scales: tuple[float, ...] = ()
+    # Flagged but for the novelty gate (a rare value that is no new extreme): not alerted on, and
+    # not learned either, so the baselines are those of the layer without the gate.
+    protected: bool = False
 
     def model_input(self, features: Features) -> list[float]:
         """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
@@ -177,6 +189,13 @@ class StatisticalDetector:
         self.config = config or StatisticalConfig()
         self.baselines = [Baseline(self.config.baseline_tau_s) for _ in MONITORED]
         self.learned = 0
+        self.novelty = self._new_novelty(self.config)
+
+    @staticmethod
+    def _new_novelty(cfg: StatisticalConfig) -> NoveltyWindow | None:
+        if cfg.novelty_window_s <= 0:
+            return None
+        return NoveltyWindow(len(MONITORED), int(cfg.novelty_window_s * 1000), cfg.novelty_buckets)
 
     def score_one_raw(self, features: Features) -> StatResult:
         """Score one tick without learning it."""
@@ -188,13 +207,16 @@ class StatisticalDetector:
         values: list[float | None] = []
         scales: list[float] = []
         best, rule = -math.inf, "none"
+        gated = -math.inf  # the largest excess the novelty gate held back
         log, log1p, sqrt = math.log, math.log1p, math.sqrt
         baselines = self.baselines
+        novelty = self.novelty
+        limits = _NO_LIMITS if novelty is None else novelty.limits(features.timestamp)
         # Lengths checked once: a strict zip costs more than the rest of the loop header.
         if len(baselines) != len(_SPECS):
             raise ValueError(f"{len(baselines)} baselines for {len(_SPECS)} monitored features")
-        for x, (kind, rising, floor, centre, z_name), base in zip(
-            _monitored_values(features), _SPECS, baselines, strict=False
+        for x, (kind, rising, floor, centre, z_name), base, limit in zip(
+            _monitored_values(features), _SPECS, baselines, limits, strict=False
         ):
             if x != x:  # nan: not known yet
                 zs.append(0.0)
@@ -214,9 +236,13 @@ class StatisticalDetector:
             z = -Z_CLIP if z < -Z_CLIP else Z_CLIP if z > Z_CLIP else z
             zs.append(z)
             # The sigmoid is monotonic: compare its arguments, take one sigmoid at the end.
-            excess = ((z if rising else abs(z)) - centre) * inv_width
+            stat = z if rising else abs(z)
+            excess = (stat - centre) * inv_width
             if excess > best:
-                best, rule = excess, z_name
+                if stat > limit:  # rare against the baseline and new in the window
+                    best, rule = excess, z_name
+                elif excess > gated:
+                    gated = excess
         # Pump signature: price, volume and trade count rising together (La Morgia et al. 2020).
         # min() spelled out as the builtin does it (keep the first, replace on strictly less).
         width = cfg.z_width * 0.7
@@ -241,7 +267,9 @@ class StatisticalDetector:
                 best, rule = excess, "stale_price"
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         score = _sigmoid(best) if active else 0.0
-        return _new_stat_result(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales))
+        protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
+        return _new_stat_result(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
+                                protected)
 
     def learn_one(self, features: Features, result: StatResult) -> None:
         """Update the baselines unless this tick was flagged (protection) once active.
@@ -250,17 +278,22 @@ class StatisticalDetector:
         transformed values, so they are not computed twice).
         """
         cfg = self.config
-        if result.active and result.score >= cfg.protect_threshold:
-            return
         if not result.values:
             result = self.score_one_raw(features)
         t = features.timestamp
-        min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
-        expm1 = math.expm1
         values, scales, baselines = result.values, result.scales, self.baselines
         # Lengths checked once, before any update: a strict zip costs more than the loop header.
-        if not len(values) == len(scales) == len(baselines):
-            raise ValueError(f"{len(values)} values and {len(scales)} scales for {len(baselines)} baselines")
+        if not len(values) == len(scales) == len(baselines) == len(result.z):
+            raise ValueError(f"{len(values)} values, {len(scales)} scales and {len(result.z)} z "
+                             f"for {len(baselines)} baselines")
+        novelty = self.novelty
+        if novelty is not None:  # every tick counts as seen, flagged or not
+            novelty.push(t, [EMPTY if v is None else z if rising else abs(z)
+                             for v, z, rising in zip(values, result.z, _RISING, strict=False)])
+        if result.active and (result.score >= cfg.protect_threshold or result.protected):
+            return
+        min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
+        expm1 = math.expm1
         a = 0.0
         a_n, a_last, a_tau = -1, None, None  # the key of the cached weight a: none yet (n >= 1 below)
         for v, scale, base in zip(values, scales, baselines, strict=False):
@@ -296,11 +329,17 @@ class StatisticalDetector:
         self.learned += 1
 
     def to_state(self) -> dict[str, Any]:
-        return {"n": self.learned, "b": [b.to_state() for b in self.baselines]}
+        state: dict[str, Any] = {"n": self.learned, "b": [b.to_state() for b in self.baselines]}
+        if self.novelty is not None:
+            state["x"] = self.novelty.to_state()
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], config: StatisticalConfig | None = None) -> StatisticalDetector:
         det = cls(config)
         det.learned = int(state["n"])
         det.baselines = [Baseline.from_state(b) for b in state["b"]]
+        novelty = det.novelty
+        if novelty is not None and isinstance(state.get("x"), dict):  # older states: an empty window
+            det.novelty = NoveltyWindow.from_state(state["x"], novelty.features, novelty.window_ms, novelty.n_buckets)
         return det

@@ -288,7 +288,11 @@ def test_flagged_tick_does_not_move_the_baselines() -> None:
     r = det.score_one_raw(wild)
     assert r.active and r.score >= det.config.protect_threshold
     det.learn_one(wild, r)
-    assert det.to_state() == before
+    after = det.to_state()
+    assert (after["n"], after["b"]) == (before["n"], before["b"])
+    # The novelty window does see it: the same move again within the window is no new extreme.
+    assert after["x"] != before["x"] and det.novelty is not None
+    assert det.novelty.limits(t + 3000)[0] == abs(r.z[0])
 
 
 def test_unflagged_tick_moves_every_known_baseline() -> None:

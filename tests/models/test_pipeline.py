@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.alerts import alert_id
+from models.detectors.statistical import StatisticalConfig
 from models.ensemble import MEMBERS, ModelBundle
 from models.pipeline import STAT_ONLY_VERSION, Pipeline, PipelineConfig, Position, SymbolSnapshot
 from models.synthetic import Injection, Label, SymbolProfile, default_profiles, generate
@@ -138,7 +139,10 @@ def test_alert_ids_are_deterministic(with_bundle: bool) -> None:
 @pytest.mark.parametrize("cooldown_s", [0.0, 60.0, 300.0, 1800.0])
 def test_cooldown_in_event_time(cooldown_s: float) -> None:
     ticks, _ = scenario()
-    config = PipelineConfig(alert_threshold=0.3, cooldown_s=cooldown_s)
+    # Novelty gating off: it is what would keep a symbol's rule from firing again within the
+    # window, and this test needs repeated alerts of one symbol to check their spacing.
+    config = PipelineConfig(alert_threshold=0.3, cooldown_s=cooldown_s,
+                            statistical=StatisticalConfig(novelty_window_s=0.0))
     pipeline = Pipeline(config)
     snaps: dict[str, SymbolSnapshot] = {}
     res = pipeline.process(snaps, ticks)
