@@ -51,7 +51,9 @@ _SPECS: tuple[tuple[str, bool, float, float, str], ...] = tuple(
     for (_, kind, direction, floor, centre), z_name in zip(MONITORED, Z_NAMES, strict=True)
 )
 _RISING: tuple[bool, ...] = tuple(spec[1] for spec in _SPECS)
-_NO_LIMITS: tuple[float, ...] = (EMPTY,) * len(MONITORED)  # novelty off: every value is new
+#: Novelty channels: one per monitored feature, then the stale-price surprise.
+NOVELTY_CHANNELS = len(MONITORED) + 1
+_NO_LIMITS: tuple[float, ...] = (EMPTY,) * NOVELTY_CHANNELS  # novelty off: every value is new
 
 
 def _sigmoid(x: float) -> float:
@@ -195,7 +197,7 @@ class StatisticalDetector:
     def _new_novelty(cfg: StatisticalConfig) -> NoveltyWindow | None:
         if cfg.novelty_window_s <= 0:
             return None
-        return NoveltyWindow(len(MONITORED), int(cfg.novelty_window_s * 1000), cfg.novelty_buckets)
+        return NoveltyWindow(NOVELTY_CHANNELS, int(cfg.novelty_window_s * 1000), cfg.novelty_buckets)
 
     def score_one_raw(self, features: Features) -> StatResult:
         """Score one tick without learning it."""
@@ -260,11 +262,16 @@ class StatisticalDetector:
         if excess > best:
             best, rule = excess, "volume_burst"
         # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
+        # Gated like the lone rules: a run no more surprising than one of the last 2 h is not new
+        # (flat stretches that recur); a frozen feed's surprise keeps growing, so it stays new.
         surprise = features.flat_surprise
         if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
             excess = (surprise - cfg.stale_surprise) * inv_width
             if excess > best:
-                best, rule = excess, "stale_price"
+                if surprise > limits[-1]:
+                    best, rule = excess, "stale_price"
+                elif excess > gated:
+                    gated = excess
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
@@ -288,8 +295,11 @@ class StatisticalDetector:
                              f"for {len(baselines)} baselines")
         novelty = self.novelty
         if novelty is not None:  # every tick counts as seen, flagged or not
-            novelty.push(t, [EMPTY if v is None else z if rising else abs(z)
-                             for v, z, rising in zip(values, result.z, _RISING, strict=False)])
+            stats = [EMPTY if v is None else z if rising else abs(z)
+                     for v, z, rising in zip(values, result.z, _RISING, strict=False)]
+            surprise = features.flat_surprise
+            stats.append(surprise if features.flat_trades >= cfg.min_flat_trades and surprise == surprise else EMPTY)
+            novelty.push(t, stats)
         if result.active and (result.score >= cfg.protect_threshold or result.protected):
             return
         min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
