@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from app.admin import Control, register_admin_views
 from app.cache import RedisLink, SymbolCache
 from app.kafka_security import KafkaSecurity
 from app.metrics import Metrics
@@ -39,8 +40,11 @@ def load_models(settings: Settings) -> ModelBundle | None:
     return bundle
 
 
-def pipeline_config(settings: Settings, bundle: ModelBundle | None = None) -> PipelineConfig:
-    threshold = settings.alert_threshold
+def pipeline_config(settings: Settings, bundle: ModelBundle | None = None,
+                    override: float | None = None) -> PipelineConfig:
+    """Detection settings; the threshold is the operator's override (POST /thresholds), else the
+    configured one, else the model's own (0.5 with the statistical layer alone)."""
+    threshold = override if override is not None else settings.alert_threshold
     if threshold is None:
         threshold = bundle.threshold if bundle is not None else 0.5
     return PipelineConfig(alert_threshold=threshold, cooldown_s=settings.cooldown_s,
@@ -86,18 +90,18 @@ def faust_settings(settings: Settings, broker_url: str) -> dict[str, Any]:
 
 
 def _watch_registry(app: faust.App, settings: Settings, processor: TickProcessor, link: RedisLink,
-                    metrics: Metrics) -> None:
-    """Every worker polls the Redis model registry and switches models between two batches."""
-    def switch(bundle: ModelBundle) -> None:
-        processor.use_model(Pipeline(pipeline_config(settings, bundle), bundle))
-
-    watcher = ModelWatcher(settings, link, metrics, lambda: processor.pipeline.model_version, switch)
+                    metrics: Metrics, control: Control) -> ModelWatcher:
+    """Every worker polls the Redis model registry and the threshold override and applies them
+    between two batches."""
+    watcher = ModelWatcher(settings, link, metrics, lambda: processor.pipeline.model_version, control.use)
 
     @app.timer(settings.registry_poll_s, name="cryptotrace.model_registry")
     async def poll_registry() -> None:
         await watcher.check()
+        await control.poll()
 
     app.cryptotrace_registry = watcher  # type: ignore[attr-defined]
+    return watcher
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -174,8 +178,13 @@ def create_app(
     from app.dashboard import register_dashboard
     from app.web import register_views
 
+    control = Control(settings, processor, lambda b, t: Pipeline(pipeline_config(settings, b, t), b), link)
+    if link is not None:
+        control.watcher = _watch_registry(app, settings, processor, link, metrics, control)
     register_tick_agent(app, source, processor, settings)
     register_views(app, processor, settings)
+    register_admin_views(app, control, settings, metrics)
+    app.cryptotrace_control = control  # type: ignore[attr-defined]
     register_dashboard(app, processor, settings)
 
     async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -184,8 +193,6 @@ def create_app(
     app.on_partitions_revoked.connect(_on_revoked)  # type: ignore[arg-type]
 
     if link is not None:
-        _watch_registry(app, settings, processor, link, metrics)
-
         @app.timer(1.0, name="cryptotrace.cache_resync")
         async def resync_cache() -> None:
             await processor.sync_cache()

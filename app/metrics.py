@@ -104,6 +104,7 @@ class Metrics(NamedTuple):
     symbols: Gauge
     model_info: Gauge
     model_loads: Counter
+    admin_requests: Counter
     cache_lookups: Counter
     redis_up: Gauge
     redis_errors: Counter
@@ -157,6 +158,10 @@ class Metrics(NamedTuple):
             model_info=Gauge(f"{prefix}_model_info", "Model version in use (value 1)", ["version"], registry=r),
             model_loads=Counter(
                 f"{prefix}_model_loads", "Model versions loaded from the registry, by result", ["result"], registry=r
+            ),
+            admin_requests=Counter(
+                f"{prefix}_admin_requests", "Requests to the mutating endpoints, by endpoint and outcome",
+                ["endpoint", "outcome"], registry=r,
             ),
             cache_lookups=Counter(
                 f"{prefix}_cache_lookups", "Dashboard cache reads by where they were answered (lru, redis, miss)",

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         "'http://worker-1:6066'; unset = http://{web_host}:{web_port}.",
     )
     web_tables_enabled: bool = Field(True, description="Serve /tables/{name}/{key} inspection views.")
+    admin_token: SecretStr | None = Field(
+        None, min_length=16,
+        description="Bearer token of the mutating endpoints (POST /models/reload, POST /thresholds); unset = they "
+        "answer 403. A secret: never printed or logged.",
+    )
     recent_alerts_per_symbol: int = Field(20, ge=1, description="Recent alerts kept per symbol (table and cache).")
     history_points: int = Field(360, ge=10, description="Chart points (10 s event-time bars) kept per symbol.")
 

@@ -167,6 +167,7 @@ def register_views(app: faust.App, processor: TickProcessor, settings: Settings)
             "symbols_cached": len(processor.cache),
             "model_version": processor.pipeline.model_version,
             "alert_threshold": processor.pipeline.config.alert_threshold,
+            "threshold_override": getattr(getattr(app, "cryptotrace_control", None), "threshold_override", None),
         })
 
     @app.page("/health")
@@ -189,6 +190,7 @@ def register_views(app: faust.App, processor: TickProcessor, settings: Settings)
             "worker": cluster.me,
             "model_version": processor.pipeline.model_version,
             "alert_threshold": processor.pipeline.config.alert_threshold,
+            "threshold_override": getattr(getattr(app, "cryptotrace_control", None), "threshold_override", None),
             "pinned": settings.model_version,
             "newest_local": newest_version(settings.model_dir),
         }

@@ -153,8 +153,20 @@ class Worker:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
         """GET ``path``: (status, decoded JSON or text). Status 0 when not reachable."""
+        return self.request(urllib.request.Request(self.base_url + path), timeout)
+
+    def post(self, path: str, body: Any, token: str | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+        """POST ``body`` as JSON, with ``Authorization: Bearer <token>`` when given."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(), headers=headers,
+                                     method="POST")
+        return self.request(req, timeout)
+
+    def request(self, req: urllib.request.Request, timeout: float) -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 body, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             body, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")

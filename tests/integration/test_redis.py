@@ -39,6 +39,7 @@ from ._support import RedisServer, Workers, gauge, labelled, make_names, produce
 from .test_worker import T0, H, Run, market
 
 pytestmark = pytest.mark.integration
+TOKEN = "admin-token-for-the-redis-test"
 
 
 def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 90.0) -> Any:
@@ -70,7 +71,7 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     names.create_topics(broker)
     prefix = f"test:{names.app_id}:"
     env = {"CRYPTOTRACE_REDIS_URL": server.url, "CRYPTOTRACE_REDIS_PREFIX": prefix,
-           "CRYPTOTRACE_REGISTRY_POLL_S": "0.5"}
+           "CRYPTOTRACE_REGISTRY_POLL_S": "0.5", "CRYPTOTRACE_ADMIN_TOKEN": TOKEN}
     ws = Workers(broker, names, root)
     run = Run(names, data, [*ws.logs, ("redis log", server.log_path)], {"phases": phases, "prefix": prefix})
     info = run.info
@@ -108,6 +109,23 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         info["models_after_publish"] = {
             w.base_url: poll(lambda w=w: w.get("/models")[1], lambda m: m and m["model_version"] == version, 30)
             for w in (a, b)}
+
+        # --- the mutating endpoints: a token is required; a threshold set on one worker applies on both
+        info["threshold_no_token"] = a.post("/thresholds", {"alert_threshold": 0.99})
+        info["threshold_bad_token"] = a.post("/thresholds", {"alert_threshold": 0.99}, token="x" * len(TOKEN))
+        info["threshold_bad_body"] = a.post("/thresholds", {"alert_threshold": 1.5}, token=TOKEN)
+        info["threshold_get"] = a.get("/thresholds")
+        info["threshold_set"] = a.post("/thresholds", {"alert_threshold": 0.99}, token=TOKEN)
+        info["models_after_threshold"] = {
+            w.base_url: poll(lambda w=w: w.get("/models")[1], lambda m: m and m["alert_threshold"] == 0.99, 30)
+            for w in (a, b)}
+        info["threshold_reset"] = b.post("/thresholds", {"alert_threshold": None}, token=TOKEN)
+        info["models_after_reset"] = {
+            w.base_url: poll(lambda w=w: w.get("/models")[1], lambda m: m and m["threshold_override"] is None, 30)
+            for w in (a, b)}
+        info["reload_unknown"] = a.post("/models/reload", {"version": "m-000000000000"}, token=TOKEN)
+        info["reload"] = a.post("/models/reload", {"version": version}, token=TOKEN)
+        info["admin_metrics"] = labelled(a.metrics(), "cryptotrace_admin_requests_total")
 
         # --- Redis crashes: processing goes on, reads fall back to the cluster
         server.stop()
@@ -173,6 +191,33 @@ def test_registry_refuses_a_bad_hash_and_loads_a_publication_everywhere(redis_ru
     for models in info["models_after_publish"].values():
         assert models["model_version"] == info["version"]
         assert models["published"]["version"] == info["version"]
+
+
+def test_mutating_endpoints_need_the_token_and_apply_cluster_wide(redis_run: Run) -> None:
+    info = redis_run.info
+    assert info["threshold_no_token"][0] == 401, info["threshold_no_token"]
+    assert info["threshold_bad_token"][0] == 401, info["threshold_bad_token"]
+    assert info["threshold_bad_body"][0] == 400 and "[0, 1]" in info["threshold_bad_body"][1]["error"]
+    assert info["threshold_get"][0] == 405
+    status, body = info["threshold_set"]
+    assert status == 200 and body["scope"] == "cluster" and body["alert_threshold"] == 0.99, body
+    for models in info["models_after_threshold"].values():  # set on worker a, applied by b too
+        assert (models["alert_threshold"], models["threshold_override"]) == (0.99, 0.99), models
+    assert info["threshold_reset"][0] == 200
+    model_threshold = info["models_after_publish"][next(iter(info["models_after_publish"]))]["model_threshold"]
+    for models in info["models_after_reset"].values():  # back to the model's own threshold
+        assert models["threshold_override"] is None and models["alert_threshold"] == model_threshold, models
+    assert info["reload_unknown"][0] == 409, info["reload_unknown"]
+    status, body = info["reload"]
+    assert status == 200 and body["model_version"] == info["version"], body
+    assert body["published"]["version"] == info["version"] and len(body["published"]["model_sha256"]) == 64
+    counts = info["admin_metrics"]
+    assert counts['endpoint="thresholds",outcome="refused"'] == 2, counts
+    assert counts['endpoint="thresholds",outcome="failed"'] == 1, counts
+    assert counts['endpoint="thresholds",outcome="done"'] == 1, counts  # the reset went to worker b
+    assert counts['endpoint="models_reload",outcome="failed"'] == 1, counts
+    assert counts['endpoint="models_reload",outcome="done"'] == 1, counts
+    assert all(TOKEN not in log for log in info["logs"].values())
 
 
 def test_workers_keep_processing_without_redis_and_recover(redis_run: Run) -> None:

@@ -144,6 +144,9 @@ def pump_run(broker: EmbeddedBroker, scenario_root: Path) -> Iterator[Run]:
             for path in ("/health", "/ready", "/models", "/alerts?severity=nonexistent", "/alerts?since=x",
                          f"/alerts?until={T0}", f"/symbols/{urllib.parse.quote(pumped, safe='')}")
         }
+        # No CRYPTOTRACE_ADMIN_TOKEN: the mutating endpoints are switched off, whatever is sent.
+        run.info["admin_off"] = [w.post("/thresholds", {"alert_threshold": 0.9}, token="t" * 20),
+                                 w.post("/models/reload", {})]
         yield run
     finally:
         ws.stop_all()
@@ -180,6 +183,8 @@ def test_operational_views(pump_run: Run) -> None:
     status, snap = web[f"/symbols/{urllib.parse.quote(label.symbol, safe='')}"]
     assert status == 200 and snap["symbol"] == label.symbol
     assert snap["ticks"] == pump_run.data.counts()[label.symbol]
+    for status, body in pump_run.info["admin_off"]:
+        assert status == 403 and "CRYPTOTRACE_ADMIN_TOKEN" in body["error"], (status, body)
 
 
 def test_pump_stream_processed_exactly_once(pump_run: Run) -> None:
