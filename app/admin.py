@@ -8,12 +8,15 @@ address and counted (``cryptotrace_admin_requests_total{endpoint,outcome}``).
 
 * ``POST /models/reload`` ``{"version": "m-..."}`` (no version: the newest in the model
   directory). With Redis the version is published to the model registry, so every worker
-  switches at its next poll (this one at once); without Redis this worker alone loads it. Either
-  way the artifact is verified by hash first (:func:`app.model_store.load_bundle`).
+  switches at its next poll (this one at once; 202 with ``"applied": false`` when it could not
+  yet); without Redis this worker alone loads it. Either way the artifact is verified by hash
+  first (:func:`app.model_store.load_bundle`). A worker with ``CRYPTOTRACE_MODEL_VERSION`` pinned
+  answers 409 and publishes nothing.
 * ``POST /thresholds`` ``{"alert_threshold": 0.97}`` (``null``: back to the configured or the
   model's own threshold). With Redis it is stored under ``<prefix>thresholds`` and every worker
   applies it at its next poll, so a cluster never decides with two thresholds for long; without
-  Redis it applies to this worker. Alerts carry the threshold they were raised at.
+  Redis it applies to this worker. Redis restarted empty keeps every worker's override; a worker
+  started later picks it up at its first poll. Alerts carry the threshold they were raised at.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import redis
 from faust.web import Request, Response, View
 from pydantic import SecretStr
 
@@ -68,7 +72,9 @@ def check_token(header: str | None, token: SecretStr | None) -> None:
         raise AdminError(403, "admin endpoints are switched off: set CRYPTOTRACE_ADMIN_TOKEN")
     scheme, _, given = (header or "").partition(" ")
     expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates: encode them back, never raise.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                                                             expected):
         raise AdminError(401, "missing or wrong bearer token")
 
 
@@ -99,6 +105,7 @@ class Control:
         self.clock = clock
         self.threshold_override: float | None = None
         self.key = settings.key_prefix + "thresholds"
+        self._lock = asyncio.Lock()  # POSTs and the registry poll apply one at a time
 
     @property
     def scope(self) -> str:
@@ -122,49 +129,61 @@ class Control:
                 "alert_threshold": pipeline.config.alert_threshold, "threshold_override": self.threshold_override}
 
     async def reload_model(self, version: str | None) -> dict[str, Any]:
+        """Publish (Redis) or load (no Redis) ``version``; ``applied`` says whether this worker uses it now."""
+        if self.settings.model_version is not None:
+            raise AdminError(409, f"CRYPTOTRACE_MODEL_VERSION pins {self.settings.model_version} on this worker")
         version = version or newest_version(self.settings.model_dir)
         if version is None:
             raise AdminError(409, f"no model artifact in {self.settings.model_dir}")
-        try:
-            if self.watcher is not None:
-                record = await asyncio.to_thread(publish, self.settings, version)
-                await self.watcher.check()
-                return {**self.state(), "published": record}
-            sha = read_manifest(self.settings.model_dir, version)["model_sha256"]
-            bundle = await asyncio.to_thread(load_bundle, self.settings.model_dir, version, sha)
-        except ConfigError as exc:
-            raise AdminError(409, str(exc)) from exc
-        except OSError as exc:  # redis-py's connection errors are OSErrors too
-            raise AdminError(503, f"model registry unavailable: {exc}") from exc
-        self.use(bundle)
+        async with self._lock:
+            try:
+                if self.watcher is not None:
+                    record = await asyncio.to_thread(publish, self.settings, version)
+                    await self.watcher.check()
+                    return {**self.state(), "published": record,
+                            "applied": self.processor.pipeline.model_version == version}
+                sha = read_manifest(self.settings.model_dir, version)["model_sha256"]
+                bundle = await asyncio.to_thread(load_bundle, self.settings.model_dir, version, sha)
+            except ConfigError as exc:
+                raise AdminError(409, str(exc)) from exc
+            except (redis.RedisError, OSError) as exc:
+                raise AdminError(503, f"model registry unavailable, nothing published: {exc}") from exc
+            self.use(bundle)
         logger.warning("model %s loaded on request (sha256 verified)", version)
-        return self.state()
+        return {**self.state(), "applied": True}
 
     async def set_threshold(self, threshold: float | None) -> dict[str, Any]:
-        if self.link is not None:
-            record = orjson.dumps({"alert_threshold": threshold, "set_at_ms": int(self.clock() * 1000)})
-            try:
-                await self.link.call("thresholds", lambda r: r.set(self.key, record))
-            except RedisUnavailable as exc:
-                raise AdminError(503, "redis unavailable: the threshold was not changed anywhere") from exc
-        self._retune(threshold)
-        return self.state()
+        async with self._lock:
+            if self.link is not None:
+                record = orjson.dumps({"alert_threshold": threshold, "set_at_ms": int(self.clock() * 1000)})
+                try:
+                    await self.link.call("thresholds", lambda r: r.set(self.key, record))
+                except RedisUnavailable as exc:
+                    raise AdminError(503, "redis unavailable: the threshold was not changed anywhere") from exc
+            self._retune(threshold)
+            return self.state()
 
     async def poll(self) -> None:
-        """Apply the cluster's threshold override (registry timer; Redis only)."""
-        if self.link is None:
+        """The registry timer: switch to a published model, apply the cluster's threshold override.
+
+        Under the same lock as the POSTs, so a poll that read the key before a POST wrote it cannot
+        undo the POST afterwards. A missing key (Redis restarted empty) keeps the override in use: a
+        reset is an explicit ``null``.
+        """
+        if self.watcher is None or self.link is None:
             return
-        try:
-            raw = await self.link.call("thresholds", lambda r: r.get(self.key))
-        except RedisUnavailable:
-            return  # degraded: keep deciding as before
-        if raw is None:
-            self._retune(None)
-            return
-        try:
-            self._retune(parse_threshold({"alert_threshold": orjson.loads(raw)["alert_threshold"]}))
-        except (ValueError, KeyError, TypeError, AdminError):
-            logger.error("threshold key %s holds no valid record: %r", self.key, raw[:200])
+        async with self._lock:
+            await self.watcher.check()
+            try:
+                raw = await self.link.call("thresholds", lambda r: r.get(self.key))
+            except RedisUnavailable:
+                return  # degraded: keep deciding as before
+            if raw is None:
+                return
+            try:
+                self._retune(parse_threshold({"alert_threshold": orjson.loads(raw)["alert_threshold"]}))
+            except (ValueError, KeyError, TypeError, AdminError):
+                logger.error("threshold key %s holds no valid record: %r", self.key, raw[:200])
 
 
 def register_admin_views(app: Any, control: Control, settings: Settings, metrics: Metrics) -> None:
@@ -186,9 +205,15 @@ def register_admin_views(app: Any, control: Control, settings: Settings, metrics
             logger.warning("admin %s from %s refused: %d %s", endpoint, peer, exc.status, exc.reason)
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return web.json({"error": exc.reason}, status=exc.status, headers=headers)
+        except Exception:  # a defect: answered and counted, never a bare 500 from the framework
+            metrics.admin_requests.labels(endpoint, "error").inc()
+            logger.exception("admin %s from %s failed", endpoint, peer)
+            return web.json({"error": "internal error (see the worker log)"}, status=500)
         metrics.admin_requests.labels(endpoint, "done").inc()
         logger.warning("admin %s from %s: %s", endpoint, peer, result)
-        return web.json(result)
+        # A publication this worker could not apply yet (artifact not in its model directory,
+        # Redis in back-off): accepted, not done.
+        return web.json(result, status=200 if result.get("applied", True) else 202)
 
     async def reload(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not set(body) <= {"version"} or \

@@ -97,8 +97,7 @@ def _watch_registry(app: faust.App, settings: Settings, processor: TickProcessor
 
     @app.timer(settings.registry_poll_s, name="cryptotrace.model_registry")
     async def poll_registry() -> None:
-        await watcher.check()
-        await control.poll()
+        await control.poll()  # the model record, then the threshold override, under the POSTs' lock
 
     app.cryptotrace_registry = watcher  # type: ignore[attr-defined]
     return watcher

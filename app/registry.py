@@ -45,7 +45,7 @@ def publish(settings: Settings, version: str, *, clock: Callable[[], float] = ti
     bundle = load_bundle(settings.model_dir, version, manifest["model_sha256"])  # refuse what would not load
     record = {"version": bundle.version, "model_sha256": manifest["model_sha256"],
               "published_at_ms": int(clock() * 1000)}
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
         client.set(registry_key(settings), orjson.dumps(record))
     finally:
@@ -58,7 +58,7 @@ def current(settings: Settings) -> dict[str, Any] | None:
     """The published record, or None."""
     if not settings.redis_url:
         raise ConfigError("CRYPTOTRACE_REDIS_URL is not set")
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
         raw = client.get(registry_key(settings))
     finally:

@@ -32,6 +32,14 @@ def test_a_missing_or_wrong_token_is_refused_with_401(header: str | None) -> Non
     assert err.value.status == 401
 
 
+def test_a_header_that_is_not_utf8_is_refused_not_crashed_on() -> None:
+    # aiohttp hands such bytes over as surrogates (surrogateescape).
+    raw = b"Bearer a-long-enough-admin-\xff\xfe".decode("utf-8", "surrogateescape")
+    with pytest.raises(AdminError) as err:
+        check_token(raw, TOKEN)
+    assert err.value.status == 401
+
+
 @pytest.mark.parametrize("header", ["Bearer a-long-enough-admin-token", "bearer a-long-enough-admin-token"])
 def test_the_right_token_passes(header: str) -> None:
     check_token(header, TOKEN)
@@ -120,3 +128,17 @@ def test_a_reload_of_a_tampered_or_unknown_artifact_is_refused_and_changes_nothi
             asyncio.run(control.reload_model(version))
         assert err.value.status == 409
     assert worker.pipeline.model_version == "stat-only"
+
+
+def test_a_pinned_worker_refuses_a_reload(tmp_path: Path) -> None:
+    path = save_bundle(tiny_bundle(), tmp_path)
+    other = tiny_bundle()
+    other.threshold = 0.8
+    save_bundle(other, tmp_path)
+    settings = Settings(model_dir=tmp_path, model_version=path.name)
+    control, worker = _control(settings, tiny_bundle())
+    before = worker.pipeline
+    with pytest.raises(AdminError) as err:
+        asyncio.run(control.reload_model(None))
+    assert err.value.status == 409 and path.name in err.value.reason
+    assert worker.pipeline is before

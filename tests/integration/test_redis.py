@@ -124,8 +124,19 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
             w.base_url: poll(lambda w=w: w.get("/models")[1], lambda m: m and m["threshold_override"] is None, 30)
             for w in (a, b)}
         info["reload_unknown"] = a.post("/models/reload", {"version": "m-000000000000"}, token=TOKEN)
-        info["reload"] = a.post("/models/reload", {"version": version}, token=TOKEN)
+        second = copy.copy(tiny_bundle())
+        second.threshold = 0.8  # another manifest, so another version
+        path2 = save_bundle(second, a.model_dir)
+        shutil.copytree(path2, b.model_dir / path2.name)
+        info["version2"] = path2.name
+        info["reload"] = a.post("/models/reload", {"version": path2.name}, token=TOKEN)
+        info["models_after_reload"] = {
+            w.base_url: poll(lambda w=w: w.get("/models")[1], lambda m: m and m["model_version"] == path2.name, 30)
+            for w in (a, b)}
         info["admin_metrics"] = labelled(a.metrics(), "cryptotrace_admin_requests_total")
+        # An override in force when Redis goes down and comes back empty must survive both.
+        info["threshold_kept"] = a.post("/thresholds", {"alert_threshold": 0.98}, token=TOKEN)
+        poll(lambda: b.get("/models")[1], lambda m: m and m["threshold_override"] == 0.98, 30)
 
         # --- Redis crashes: processing goes on, reads fall back to the cluster
         server.stop()
@@ -135,6 +146,8 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
                                 for w in (a, b)}
         info["metrics_down"] = {w.base_url: w.metrics() for w in (a, b)}
         info["series_down"] = a.get("/dashboard/series/" + urllib.parse.quote(sorted(counts2)[0], safe=""))
+        info["admin_down"] = [a.post("/thresholds", {"alert_threshold": 0.5}, token=TOKEN),
+                              a.post("/models/reload", {"version": version}, token=TOKEN)]
 
         # --- Redis comes back empty: the owners rewrite what they own, the cache answers again
         server.start()
@@ -147,6 +160,7 @@ def redis_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         info["symbols_back"] = {w.base_url: poll(lambda w=w: symbol_ticks(w), lambda v: v == ("cache", data.counts()))
                                 for w in (a, b)}
         info["hist_back"] = {s: client.llen(prefix + "hist:" + s) for s in data.counts()}
+        info["models_back"] = {w.base_url: w.get("/models")[1] for w in (a, b)}
         info["logs"] = {w.base_url: w.log_path.read_text(errors="replace") for w in (a, b)}
         yield run
     finally:
@@ -209,8 +223,10 @@ def test_mutating_endpoints_need_the_token_and_apply_cluster_wide(redis_run: Run
         assert models["threshold_override"] is None and models["alert_threshold"] == model_threshold, models
     assert info["reload_unknown"][0] == 409, info["reload_unknown"]
     status, body = info["reload"]
-    assert status == 200 and body["model_version"] == info["version"], body
-    assert body["published"]["version"] == info["version"] and len(body["published"]["model_sha256"]) == 64
+    assert status == 200 and body["applied"] and body["model_version"] == info["version2"], body
+    assert body["published"]["version"] == info["version2"] and len(body["published"]["model_sha256"]) == 64
+    for models in info["models_after_reload"].values():  # published through a, loaded by both
+        assert models["model_version"] == info["version2"] and models["model_threshold"] == 0.8, models
     counts = info["admin_metrics"]
     assert counts['endpoint="thresholds",outcome="refused"'] == 2, counts
     assert counts['endpoint="thresholds",outcome="failed"'] == 1, counts
@@ -218,6 +234,11 @@ def test_mutating_endpoints_need_the_token_and_apply_cluster_wide(redis_run: Run
     assert counts['endpoint="models_reload",outcome="failed"'] == 1, counts
     assert counts['endpoint="models_reload",outcome="done"'] == 1, counts
     assert all(TOKEN not in log for log in info["logs"].values())
+    # Redis down: both endpoints answer 503 and change nothing; back empty: the override is kept.
+    assert [status for status, _ in info["admin_down"]] == [503, 503], info["admin_down"]
+    for models in info["models_back"].values():
+        assert models["threshold_override"] == 0.98 and models["alert_threshold"] == 0.98, models
+        assert models["model_version"] == info["version2"], models
 
 
 def test_workers_keep_processing_without_redis_and_recover(redis_run: Run) -> None:
