@@ -7,6 +7,7 @@ The HTTP side (status codes through Faust's web server, cluster-wide application
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,14 @@ from app.model_store import MODEL_FILE, save_bundle
 from app.settings import Settings
 from models.ensemble import ModelBundle
 from models.pipeline import Pipeline
-from tests.models.test_ensemble import tiny_bundle
+from tests.models.test_ensemble import tiny_bundle as _cached_bundle
 
 TOKEN = SecretStr("a-long-enough-admin-token")
+
+
+def tiny_bundle() -> ModelBundle:
+    """A copy of the shared test bundle: saving sets its version and changing a field must not leak."""
+    return copy.copy(_cached_bundle())
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic a-long-enough-admin-token",
