@@ -79,6 +79,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks watch its memory)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> EmbeddedBroker:
         if _port_open(self.port):
             raise ConfigError(
