@@ -36,7 +36,7 @@ from pydantic import SecretStr
 
 from app.cache import RedisLink, RedisUnavailable
 from app.metrics import Metrics
-from app.model_store import load_bundle, newest_version, read_manifest
+from app.model_store import load_bundle, newest_version
 from app.processor import TickProcessor
 from app.registry import ModelWatcher, publish
 from app.settings import Settings
@@ -142,8 +142,8 @@ class Control:
                     await self.watcher.check()
                     return {**self.state(), "published": record,
                             "applied": self.processor.pipeline.model_version == version}
-                sha = read_manifest(self.settings.model_dir, version)["model_sha256"]
-                bundle = await asyncio.to_thread(load_bundle, self.settings.model_dir, version, sha)
+                # load_bundle checks the model file against its manifest's hash before reading it.
+                bundle = await asyncio.to_thread(load_bundle, self.settings.model_dir, version)
             except ConfigError as exc:
                 raise AdminError(409, str(exc)) from exc
             except (redis.RedisError, OSError) as exc:

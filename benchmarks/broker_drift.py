@@ -32,33 +32,19 @@ logger = logging.getLogger("cryptotrace.broker_drift")
 PARTITIONS = 8
 
 
-async def _probe(bootstrap: str, rate: float, stop: asyncio.Event) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def _produce(bootstrap: str, topic: str, value: bytes, per_s: float, linger_ms: int,
+                   stop: asyncio.Event) -> None:
+    """Send ``value`` to ``topic`` at ``per_s`` records a second, round-robin over the partitions."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
     await producer.start()
-    try:
-        t0, sent = time.monotonic(), 0
-        while not stop.is_set():
-            due = int((time.monotonic() - t0) * rate)
-            for _ in range(due - sent):
-                await producer.send("probe", b"x" * 100, partition=sent % PARTITIONS)
-                sent += 1
-            await asyncio.sleep(0.005)
-    finally:
-        await producer.stop()
-
-
-async def _filler(bootstrap: str, mb_per_s: float, stop: asyncio.Event) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-    await producer.start()
-    value, per_s = b"f" * 3000, mb_per_s * 2**20 / 3000
     try:
         t0, sent = time.monotonic(), 0
         while not stop.is_set():
             due = int((time.monotonic() - t0) * per_s)
             for _ in range(due - sent):
-                await producer.send("filler", value, partition=sent % PARTITIONS)
+                await producer.send(topic, value, partition=sent % PARTITIONS)
                 sent += 1
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
     finally:
         await producer.stop()
 
@@ -69,9 +55,10 @@ async def _measure(broker: EmbeddedBroker, args: argparse.Namespace) -> list[dic
                                 auto_offset_reset="latest", fetch_max_wait_ms=100)
     await consumer.start()
     consumer.assign([TopicPartition("probe", p) for p in range(PARTITIONS)])
-    tasks = [asyncio.create_task(_probe(broker.bootstrap, args.rate, stop))]
+    tasks = [asyncio.create_task(_produce(broker.bootstrap, "probe", b"x" * 100, args.rate, 5, stop))]
     if args.filler_mb_per_s > 0:
-        tasks.append(asyncio.create_task(_filler(broker.bootstrap, args.filler_mb_per_s, stop)))
+        per_s = args.filler_mb_per_s * 2**20 / 3000
+        tasks.append(asyncio.create_task(_produce(broker.bootstrap, "filler", b"f" * 3000, per_s, 20, stop)))
     broker_proc = psutil.Process(broker.pid or 0)
     broker_proc.cpu_percent()
     samples: list[dict[str, Any]] = []
