@@ -63,6 +63,22 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _wash_excess(cfg: StatisticalConfig, features: Features, zs: list[float]) -> float:
+    """Sigmoid argument of the volume-without-price rule (StatisticalConfig.wash_multiple)."""
+    if not (abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z):
+        return -math.inf  # the price moved: the pump and lone price rules speak for it
+    fast, log_ratio, volume = features.trade_rate, features.trade_rate_ratio, features.volume_ratio
+    if not (fast >= 0.0 and log_ratio == log_ratio and volume == volume):  # also false for nan
+        return -math.inf
+    prior = cfg.wash_prior_per_s
+    slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))  # the ratio is a log of rates
+    if fast + prior <= 0.0 or slow + prior <= 0.0:
+        return -math.inf  # no rate at all and no prior: no multiple
+    trades = math.log((fast + prior) / (slow + prior))
+    joint = trades if trades < volume else volume
+    return (joint - math.log(cfg.wash_multiple)) / cfg.wash_width
+
+
 class Baseline:
     """Event-time EW mean/variance that starts as a plain running mean.
 
@@ -117,6 +133,17 @@ class StatisticalConfig:
     z_width: float = 1.0  # a lone |z| at its centre (MONITORED) scores 0.5, one width more ~0.73
     pump_z: float = 3.0  # price, volume and trade rate all >= 3 sigma together score 0.5
     burst_z: float = 3.5  # volume and trade rate both >= 3.5 sigma (wash trading) score 0.5
+    # Volume without price: trades and volume over the last minute (``fast_tau_s``) both at this
+    # multiple of their hourly rate, while price and volatility stay within ``pump_z`` sigma,
+    # score 0.5 (``wash_width`` in log units per sigmoid unit). An absolute multiple, not a z:
+    # the spread of a symbol's own rate ratio is set by its honest bursts, and on illiquid symbols
+    # by counting noise, so in z units wash trading and an ordinary busy minute overlap. The rate
+    # prior (trades/s added to both rates) keeps a handful of trades on a quiet symbol from
+    # counting as a multiple. Real markets' volatility grows with activity (Clark 1973); trading
+    # that does not move the price is what wash trading leaves behind (Cong et al. 2023).
+    wash_multiple: float = 7.0
+    wash_width: float = 0.25
+    wash_prior_per_s: float = 0.05
     protect_threshold: float = 0.5
     # Stale price: a run of unchanged prices this rare scores 0.5 (flat_surprise, e-folds below
     # once a symbol-day: ln 1e6 = a run expected once in a million symbol-days if repeats were
@@ -138,6 +165,9 @@ class StatisticalConfig:
             raise ValueError(f"clip_sigma must be > 0, got {self.clip_sigma}")
         if self.novelty_window_s < 0:
             raise ValueError(f"novelty_window_s must be >= 0, got {self.novelty_window_s}")
+        if self.wash_multiple <= 1.0 or self.wash_width <= 0 or self.wash_prior_per_s < 0:
+            raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
+                             f"{self.wash_width}, {self.wash_prior_per_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +291,9 @@ class StatisticalDetector:
         excess = (joint - cfg.burst_z) / width
         if excess > best:
             best, rule = excess, "volume_burst"
+        excess = _wash_excess(cfg, features, zs)
+        if excess > best:
+            best, rule = excess, "volume_without_price"
         # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
         # Gated like the lone rules: a run no more surprising than one of the last 2 h is not new
         # (flat stretches that recur); a frozen feed's surprise keeps growing, so it stays new.

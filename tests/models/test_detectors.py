@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -387,3 +388,70 @@ def test_injected_pump_is_flagged_for_price_volume_and_trades(seed: int) -> None
     z = dict(zip(MONITORED_NAMES, z_max, strict=True))
     assert z["price_change_pct"] >= 6.0, z
     assert z["volume_ratio"] >= 3.0 and z["trade_rate_ratio"] >= 3.0, z
+
+
+# ---------------------------------------------------------------------------
+# Volume without price (wash trading)
+# ---------------------------------------------------------------------------
+def test_wash_config_validation() -> None:
+    for bad in (dict(wash_multiple=1.0), dict(wash_width=0.0), dict(wash_prior_per_s=-0.1)):
+        with pytest.raises(ValueError):
+            StatisticalConfig(**bad)
+
+
+def test_volume_without_price_needs_both_multiples_and_a_still_price() -> None:
+    # A symbol whose minute rates swing widely (ratio sd ~0.8 in log units): tenfold is < 3 sigma,
+    # so no z rule speaks and the multiple decides.
+    rng = np.random.default_rng(1)
+    stream = [dataclasses.replace(f, trade_rate_ratio=float(rng.normal(0, 0.8)), volume_ratio=float(rng.normal(0, 0.8)))
+              for f in normal_stream(300)]
+    det = StatisticalDetector()
+    run(det, stream)
+    t = stream[-1].timestamp
+    ten_x = math.log(10.0)
+    busy = det.score_one_raw(feats(t + 2000, trade_rate=5.0, trade_rate_ratio=ten_x, volume_ratio=ten_x))
+    assert busy.active and busy.rule == "volume_without_price" and busy.score > 0.6, busy
+    # Trades up tenfold but volume only twofold (many tiny prints): not the rule.
+    tiny = det.score_one_raw(feats(t + 2000, trade_rate=5.0, trade_rate_ratio=ten_x, volume_ratio=math.log(2.0)))
+    assert tiny.rule != "volume_without_price"
+    # The same multiples with the price moving: a pump's business, not this rule's.
+    moved = det.score_one_raw(feats(t + 2000, trade_rate=5.0, trade_rate_ratio=ten_x, volume_ratio=ten_x,
+                                    price_change_pct=3.0))
+    assert moved.rule != "volume_without_price"
+    # Ten times a quiet symbol's rate is a couple of trades a minute: the prior keeps it below.
+    quiet = det.score_one_raw(feats(t + 2000, trade_rate=0.02, trade_rate_ratio=ten_x, volume_ratio=ten_x))
+    assert quiet.rule != "volume_without_price"
+
+
+def _wash_run(profile: SymbolProfile, seed: int) -> tuple[list[str], int | None, str]:
+    """2 h of normal trading, then wash trading (parameters drawn from their default ranges):
+    the rules that fired before it, and the delay and rule of its first flag (None: missed)."""
+    wash = Injection("volume_spike_flat", profile.symbol, T0 + 2 * 3_600_000)
+    batch, (label,) = generate([profile], start_ms=T0, duration_s=2.5 * 3600, injections=[wash], seed=seed)
+    eng, det = FeatureEngine(profile.symbol), StatisticalDetector()
+    before: list[str] = []
+    for tick in batch.ticks():
+        f = eng.update(tick)
+        r = det.score_one_raw(f)
+        det.learn_one(f, r)
+        if r.score < 0.5 or tick.timestamp > label.end_ms:
+            continue
+        if tick.timestamp < label.start_ms:
+            before.append(r.rule)
+        else:
+            return before, tick.timestamp - label.start_ms, r.rule
+    return before, None, ""
+
+
+@pytest.mark.parametrize("profile", [ILLIQUID, SymbolProfile("ETHUSDT", 3000.0, 5.0, 2.0, True)])
+def test_injected_wash_trading_is_flagged_as_volume_without_price(profile: SymbolProfile) -> None:
+    """Eight draws per profile: seven or more are flagged within 90 s by a rule of trading without a
+    price move (the weakest draws, ~7x the hourly trade rate, sit at the rule's multiple); the new
+    rule never fires in the 2 h before."""
+    runs = [_wash_run(profile, seed) for seed in range(1, 9)]
+    assert not [rule for before, _, _ in runs for rule in before if rule == "volume_without_price"]
+    caught = [(delay, rule) for _, delay, rule in runs if delay is not None]
+    assert len(caught) >= 7, runs
+    # Trades at an unmoving price: a busy flat run can be rare enough for the stale-price rule first.
+    still = ("volume_without_price", "volume_burst", "stale_price")
+    assert all(delay <= 90_000 and rule in still for delay, rule in caught), runs

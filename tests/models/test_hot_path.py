@@ -115,6 +115,20 @@ def brute_limits(det: StatisticalDetector, t: int, history: History) -> list[flo
     return [max([math.ceil(v[i] * QUANTUM) / QUANTUM for v in inside], default=EMPTY) for i in channels]
 
 
+def plain_wash_excess(cfg: StatisticalConfig, features: Features, zs: list[float]) -> float:
+    """The volume-without-price rule: log of min(trade multiple, volume multiple) over wash_multiple."""
+    price_moved = max(abs(zs[0]), zs[5]) >= cfg.pump_z
+    inputs = (features.trade_rate, features.trade_rate_ratio, features.volume_ratio)
+    if price_moved or any(math.isnan(x) for x in inputs) or features.trade_rate < 0:
+        return -math.inf
+    slow = features.trade_rate * math.exp(-max(features.trade_rate_ratio, -50.0))
+    if min(features.trade_rate, slow) + cfg.wash_prior_per_s <= 0:
+        return -math.inf
+    trades_multiple = (features.trade_rate + cfg.wash_prior_per_s) / (slow + cfg.wash_prior_per_s)
+    joint = min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
+    return (joint - math.log(cfg.wash_multiple)) / cfg.wash_width
+
+
 def plain_score(det: StatisticalDetector, features: Features, history: History) -> StatResult:
     """score_one_raw as first written (a getattr, a strict zip and a builtin min per feature),
     plus the novelty gate from a brute-force history."""
@@ -159,6 +173,9 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
         excess = (joint - centre) / width
         if excess > best:
             best, rule = excess, name
+    excess = plain_wash_excess(cfg, features, zs)
+    if excess > best:
+        best, rule = excess, "volume_without_price"
     surprise = features.flat_surprise
     if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
         excess = (surprise - cfg.stale_surprise) * inv_width
