@@ -12,7 +12,8 @@ only correct when every file is sorted. Reading a file is the only way to know, 
 file is parsed into compact numpy columns (about 30 bytes per tick, no Python object per
 tick) and the data set is ordered with one stable sort on the timestamp. Ties keep file
 order (files sorted by name) then row order, which is exactly what a heap merge keyed on
-``(timestamp, file index)`` of sorted files would give, and faster. ``Tick`` objects are
+``(timestamp, file index)`` of sorted files would give, and faster. A file whose rows run
+backwards in time is reversed first, so its same-millisecond trades keep their real order. ``Tick`` objects are
 built one micro-batch at a time (:meth:`TickTable.batches`).
 """
 
@@ -189,8 +190,25 @@ class TickTableBuilder:
             self._add_parquet(path)
         else:
             self._add_csv(path)
+        if self._newest_first(before):
+            self._reverse_from(before)
+            logger.info("%s: newest first; read in reverse", path)
         logger.info("%s: %d ticks, %d rejected", path, len(self.ts) - before,
                     sum(self.rejected.values()) - rej_before)
+
+    def _newest_first(self, start: int) -> bool:
+        """Whether the ticks added since ``start`` run backwards in time (an API dump, newest first)."""
+        ts = np.frombuffer(self.ts, dtype=np.int64)[start:]
+        steps = np.diff(ts)
+        return bool(steps.size) and bool((steps <= 0).all()) and bool((steps < 0).any())
+
+    def _reverse_from(self, start: int) -> None:
+        """Reverse the rows added since ``start``: trades sharing a millisecond (fills of one order)
+        then keep their original order through the stable sort, as in the same file oldest first."""
+        for ints in (self.ts, self.sym, self.side, self.exch):
+            ints[start:] = ints[start:][::-1]
+        for floats in (self.price, self.qty):
+            floats[start:] = floats[start:][::-1]
 
     def _add_row(self, where: str, rec: dict[str, Any] | BadTickError) -> None:
         """Validate and keep one row, or count its rejection (first three of a reason logged)."""

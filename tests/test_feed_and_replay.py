@@ -44,6 +44,19 @@ def test_parquet_and_csv_read_the_same(tmp_path: Path) -> None:
     assert columns(tmp_path / "t.parquet")[0] == sorted(r["timestamp"] for r in ROWS)  # ordered by time
 
 
+def test_newest_first_file_keeps_the_order_of_same_millisecond_trades(tmp_path: Path) -> None:
+    """Fills of one order share a millisecond: a newest-first dump read back gives the oldest-first order."""
+    t0 = 1_700_000_000_000
+    oldest_first = [{"timestamp": t0 + dt, "symbol": "BTCUSDT", "price": p, "quantity": 1.0, "side": "buy"}
+                    for dt, p in ((0, 1.0), (5, 2.0), (5, 3.0), (5, 4.0), (9, 5.0))]
+    forward = columns(write_csv(tmp_path / "a.csv", oldest_first))
+    assert columns(write_csv(tmp_path / "b.csv", oldest_first[::-1])) == forward
+    assert forward[2] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    # A file merely out of order somewhere is not reversed: the stable sort keeps its row order.
+    shuffled = [oldest_first[i] for i in (4, 0, 1, 2, 3)]
+    assert columns(write_csv(tmp_path / "c.csv", shuffled))[2] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_parquet_timestamp_type_and_qty_alias(tmp_path: Path) -> None:
     table = pa.table({
         "Timestamp": pa.array(np.array([r["timestamp"] for r in ROWS], dtype="datetime64[ms]")),
