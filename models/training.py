@@ -370,7 +370,9 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         rf = _rforest(trees, config.seed + k).fit(data.x[idx], data.y[idx], sample_weight=w)
         forests.append(rf)
         out = fold == k
-        raw[out, 2] = rf.predict_proba(data.x[out])[:, 1]
+        # One thread to predict: with several, scikit-learn adds the trees' votes in the order the
+        # threads finish, so the last bits (and a threshold tie) changed from run to run under load.
+        raw[out, 2] = rf.set_params(n_jobs=1).predict_proba(data.x[out])[:, 1]
         raw[out, 1] = -_iforest(data, rows, config, rng).score_samples(data.x[out])
     # The shipped forests are compiled to node arrays: the worker scores them with numpy alone.
     iforest = compile_forest(_iforest(data, np.flatnonzero(train), config, rng))
