@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import sys
@@ -21,6 +22,18 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
 
 
+def _tune_gc(young: int) -> None:
+    """Collect garbage less often in the worker: a tick allocates dozens of short-lived objects, almost
+    all freed by reference counting, and Python's default (a young collection every 700 allocations)
+    spent ~25 us of CPU per tick finding nothing. What is loaded by now (code, app, model arrays)
+    lives as long as the process: frozen, full collections no longer scan it."""
+    if young <= 0:
+        return
+    gc.freeze()
+    gc.set_threshold(young, 50, 100)
+    logger.info("garbage collection: thresholds %s, %d objects frozen", gc.get_threshold(), gc.get_freeze_count())
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
@@ -34,6 +47,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             url = stack.enter_context(EmbeddedBroker(settings.embedded_broker_port)).url
             logger.warning("no CRYPTOTRACE_BROKER_URL: using an embedded memory-only broker at %s", url)
         app = create_app(settings, url, bundle, prepare_topics(settings, url))
+        _tune_gc(settings.gc_young_threshold)
         worker = Worker(app, loglevel=settings.log_level, logfile=None)
         try:
             worker.execute_from_commandline()
