@@ -1,5 +1,4 @@
-"""Faust's aiokafka transport with four changes: the fetch wait, records in offset order, honest acks,
-and records handed to the stream without a race of tasks each (:mod:`app.drain`).
+"""Faust's aiokafka transport with three changes: the fetch wait, records in offset order, honest acks.
 
 **Fetch wait.** faust-streaming builds its worker consumer with ``fetch_max_wait_ms=1500`` hard-coded
 (``faust/transport/drivers/aiokafka.py``). Against Kafka that only bounds idle polls, but the
@@ -32,7 +31,6 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, T
 from faust.types import TP, Message, TransportT
 
 from app.ack_guard import AckGuard
-from app.drain import EagerDrain
 from app.offset_gate import OffsetGate, Verdict
 
 logger = logging.getLogger(__name__)
@@ -70,9 +68,8 @@ class _ReadOffsets(dict[Any, Any]):
         return None if self._is_stream_topic(tp.topic) else super().__getitem__(tp)
 
 
-class _FetchWaitConsumer(EagerDrain, Consumer):
-    """Faust's consumer, plus the offset gate and the ack guard for stream (non-changelog) topics,
-    and a drain loop without a race of tasks per record (:mod:`app.drain`).
+class _FetchWaitConsumer(Consumer):
+    """Faust's consumer, plus the offset gate and the ack guard for stream (non-changelog) topics.
 
     ``getmany`` stamps each stream record with the gate epoch its fetch started in; the agent asks
     :meth:`admit_events` which events of a batch it may process (the gate's verdict, given at the
