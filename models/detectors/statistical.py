@@ -63,8 +63,8 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _wash_excess(cfg: StatisticalConfig, features: Features, zs: list[float]) -> float:
-    """Sigmoid argument of the volume-without-price rule (StatisticalConfig.wash_multiple)."""
+def _wash_excess(cfg: StatisticalConfig, log_multiple: float, features: Features, zs: list[float]) -> float:
+    """Sigmoid argument of the volume-without-price rule; ``log_multiple`` is ``log(cfg.wash_multiple)``."""
     if not (abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z):
         return -math.inf  # the price moved: the pump and lone price rules speak for it
     fast, log_ratio, volume = features.trade_rate, features.trade_rate_ratio, features.volume_ratio
@@ -76,7 +76,7 @@ def _wash_excess(cfg: StatisticalConfig, features: Features, zs: list[float]) ->
         return -math.inf  # no rate at all and no prior: no multiple
     trades = math.log((fast + prior) / (slow + prior))
     joint = trades if trades < volume else volume
-    return (joint - math.log(cfg.wash_multiple)) / cfg.wash_width
+    return (joint - log_multiple) / cfg.wash_width
 
 
 class Baseline:
@@ -219,6 +219,7 @@ class StatisticalDetector:
 
     def __init__(self, config: StatisticalConfig | None = None) -> None:
         self.config = config or StatisticalConfig()
+        self._log_wash_multiple = math.log(self.config.wash_multiple)  # once, not per tick
         self.baselines = [Baseline(self.config.baseline_tau_s) for _ in MONITORED]
         self.learned = 0
         self.novelty = self._new_novelty(self.config)
@@ -291,7 +292,7 @@ class StatisticalDetector:
         excess = (joint - cfg.burst_z) / width
         if excess > best:
             best, rule = excess, "volume_burst"
-        excess = _wash_excess(cfg, features, zs)
+        excess = _wash_excess(cfg, self._log_wash_multiple, features, zs)
         if excess > best:
             best, rule = excess, "volume_without_price"
         # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
