@@ -40,7 +40,12 @@ MONITORED: tuple[tuple[str, str, int, float, float], ...] = (
 )
 Z_NAMES: tuple[str, ...] = tuple(f"z_{name}" for name, *_ in MONITORED)
 #: Extra scale-free inputs of the forests, beside the z-vector.
-CONTEXT_NAMES: tuple[str, ...] = ("rsi", "bollinger_position", "macd_hist", "same_ms_share")
+#: The last two are the volume-without-price and stale-price rules' statistics (log multiple, e-folds):
+#: the forests learn where those rules' fixed thresholds sit wrong for a symbol, instead of seeing only
+#: z-scores, in which a wash-trading minute and an ordinary busy one overlap (StatisticalConfig).
+CONTEXT_NAMES: tuple[str, ...] = (
+    "rsi", "bollinger_position", "macd_hist", "same_ms_share", "wash_log_multiple", "flat_surprise",
+)
 MODEL_INPUT_NAMES: tuple[str, ...] = Z_NAMES + CONTEXT_NAMES
 Z_CLIP = 50.0
 #: The monitored features' values of one tick, in MONITORED order, in one C-level call.
@@ -63,20 +68,20 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _wash_excess(cfg: StatisticalConfig, log_multiple: float, features: Features, zs: list[float]) -> float:
-    """Sigmoid argument of the volume-without-price rule; ``log_multiple`` is ``log(cfg.wash_multiple)``."""
-    if not (abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z):
-        return -math.inf  # the price moved: the pump and lone price rules speak for it
+def _wash_log_multiple(prior_per_s: float, features: Features) -> float:
+    """Log of min(trade-rate multiple, volume multiple), last minute over the hour; nan when unknown.
+
+    The trade multiple adds ``prior_per_s`` trades/s to both rates, so a handful of trades on a
+    quiet symbol is no multiple; ``volume_ratio`` is a log of volumes already.
+    """
     fast, log_ratio, volume = features.trade_rate, features.trade_rate_ratio, features.volume_ratio
     if not (fast >= 0.0 and log_ratio == log_ratio and volume == volume):  # also false for nan
-        return -math.inf
-    prior = cfg.wash_prior_per_s
+        return math.nan
     slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))  # the ratio is a log of rates
-    if fast + prior <= 0.0 or slow + prior <= 0.0:
-        return -math.inf  # no rate at all and no prior: no multiple
-    trades = math.log((fast + prior) / (slow + prior))
-    joint = trades if trades < volume else volume
-    return (joint - log_multiple) / cfg.wash_width
+    if fast + prior_per_s <= 0.0 or slow + prior_per_s <= 0.0:
+        return math.nan  # no rate at all and no prior: no multiple
+    trades = math.log((fast + prior_per_s) / (slow + prior_per_s))
+    return trades if trades < volume else volume
 
 
 class Baseline:
@@ -185,18 +190,24 @@ class StatResult:
     # Flagged but for the novelty gate (a rare value that is no new extreme): not alerted on, and
     # not learned either, so the baselines are those of the layer without the gate.
     protected: bool = False
+    # The volume-without-price rule's statistic, whether or not the price moved (0.0 when unknown).
+    wash_log_multiple: float = 0.0
 
     def model_input(self, features: Features) -> list[float]:
         """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
         rsi = features.rsi
         bb = features.bollinger_position
         hist = features.macd_hist
+        wash = self.wash_log_multiple
+        surprise = features.flat_surprise
         return [
             *self.z,
             0.0 if math.isnan(rsi) else rsi / 100.0 - 0.5,
             0.0 if math.isnan(bb) else max(-10.0, min(10.0, bb)),
             0.0 if math.isnan(hist) else max(-10.0, min(10.0, hist)),
             features.same_ms_share,
+            -10.0 if wash < -10.0 else 10.0 if wash > 10.0 else wash,
+            0.0 if surprise != surprise else -10.0 if surprise < -10.0 else 50.0 if surprise > 50.0 else surprise,
         ]
 
 
@@ -292,9 +303,15 @@ class StatisticalDetector:
         excess = (joint - cfg.burst_z) / width
         if excess > best:
             best, rule = excess, "volume_burst"
-        excess = _wash_excess(cfg, self._log_wash_multiple, features, zs)
-        if excess > best:
-            best, rule = excess, "volume_without_price"
+        # Volume without price: only while price and volatility stay within pump_z sigma (a moving
+        # price is the pump and lone price rules' to judge).
+        wash = _wash_log_multiple(cfg.wash_prior_per_s, features)
+        if wash != wash:
+            wash = 0.0  # unknown: no rule, a neutral model input
+        elif abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z:
+            excess = (wash - self._log_wash_multiple) / cfg.wash_width
+            if excess > best:
+                best, rule = excess, "volume_without_price"
         # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
         # Gated like the lone rules: a run no more surprising than one of the last 2 h is not new
         # (flat stretches that recur); a frozen feed's surprise keeps growing, so it stays new.
@@ -310,7 +327,7 @@ class StatisticalDetector:
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
         return _new_stat_result(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
-                                protected)
+                                protected, wash)
 
     def learn_one(self, features: Features, result: StatResult) -> None:
         """Update the baselines unless this tick was flagged (protection) once active.

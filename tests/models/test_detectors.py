@@ -273,10 +273,29 @@ def test_config_validation() -> None:
 
 def test_model_input_maps_nan_to_neutral_and_clips() -> None:
     r = StatResult(0.1, "none", tuple(float(k) for k in range(len(Z_NAMES))), True)
-    row = r.model_input(feats(T0, rsi=math.nan, bollinger_position=math.nan, macd_hist=math.nan, same_ms_share=0.3))
-    assert row == [*r.z, 0.0, 0.0, 0.0, 0.3]
-    row = r.model_input(feats(T0, rsi=75.0, bollinger_position=1e6, macd_hist=-1e6, same_ms_share=0.0))
-    assert row[len(Z_NAMES):] == [0.25, 10.0, -10.0, 0.0]
+    unknown = dict(rsi=math.nan, bollinger_position=math.nan, macd_hist=math.nan, flat_surprise=math.nan)
+    row = r.model_input(feats(T0, same_ms_share=0.3, **unknown))
+    assert row == [*r.z, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0]
+    wild = StatResult(0.1, "none", r.z, True, wash_log_multiple=1e3)
+    row = wild.model_input(feats(T0, rsi=75.0, bollinger_position=1e6, macd_hist=-1e6, same_ms_share=0.0,
+                                 flat_surprise=1e6))
+    assert row[len(Z_NAMES):] == [0.25, 10.0, -10.0, 0.0, 10.0, 50.0]
+    calm = StatResult(0.1, "none", r.z, True, wash_log_multiple=0.7)
+    assert calm.model_input(feats(T0, flat_surprise=-3.0))[-2:] == [0.7, -3.0]
+
+
+def test_wash_statistic_is_reported_whether_or_not_the_price_moved() -> None:
+    """The forests get the rule's statistic even when the price moved (the rule itself is silent then)."""
+    det, t = warm_detector()
+    busy = dict(trade_rate=8.0, trade_rate_ratio=math.log(20.0), volume_ratio=math.log(20.0))
+    flat = det.score_one_raw(feats(t + 2000, **busy))
+    moved = det.score_one_raw(feats(t + 2000, price_change_pct=25.0, momentum=30.0, **busy))
+    prior = det.config.wash_prior_per_s
+    expected = math.log((8.0 + prior) / (8.0 / 20.0 + prior))  # the trade multiple: below the volume's 20
+    assert flat.wash_log_multiple == pytest.approx(expected, rel=1e-12)
+    assert moved.wash_log_multiple == flat.wash_log_multiple
+    unknown = det.score_one_raw(feats(t + 2000, trade_rate=math.nan))
+    assert unknown.wash_log_multiple == 0.0 and unknown.rule != "volume_without_price"
 
 
 # ---------------------------------------------------------------------------

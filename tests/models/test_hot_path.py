@@ -46,7 +46,7 @@ def test_fast_constructors_build_the_same_objects() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.price = 2.0  # type: ignore[misc]
     assert dataclasses.replace(fast, price=2.0) == dataclasses.replace(plain, price=2.0)
-    args = (0.25, "z_momentum", (1.0, -2.0), True, (None, 3.0), (0.1, 0.2), True)
+    args = (0.25, "z_momentum", (1.0, -2.0), True, (None, 3.0), (0.1, 0.2), True, 1.25)
     assert _new_stat_result(*args) == StatResult(*args) and type(_new_stat_result(*args)) is StatResult
 
 
@@ -115,18 +115,16 @@ def brute_limits(det: StatisticalDetector, t: int, history: History) -> list[flo
     return [max([math.ceil(v[i] * QUANTUM) / QUANTUM for v in inside], default=EMPTY) for i in channels]
 
 
-def plain_wash_excess(cfg: StatisticalConfig, features: Features, zs: list[float]) -> float:
-    """The volume-without-price rule: log of min(trade multiple, volume multiple) over wash_multiple."""
-    price_moved = max(abs(zs[0]), zs[5]) >= cfg.pump_z
+def plain_wash_multiple(cfg: StatisticalConfig, features: Features) -> float | None:
+    """log of min(trade multiple, volume multiple), the rates with the prior added; None if unknown."""
     inputs = (features.trade_rate, features.trade_rate_ratio, features.volume_ratio)
-    if price_moved or any(math.isnan(x) for x in inputs) or features.trade_rate < 0:
-        return -math.inf
+    if any(math.isnan(x) for x in inputs) or features.trade_rate < 0:
+        return None
     slow = features.trade_rate * math.exp(-max(features.trade_rate_ratio, -50.0))
     if min(features.trade_rate, slow) + cfg.wash_prior_per_s <= 0:
-        return -math.inf
+        return None
     trades_multiple = (features.trade_rate + cfg.wash_prior_per_s) / (slow + cfg.wash_prior_per_s)
-    joint = min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
-    return (joint - math.log(cfg.wash_multiple)) / cfg.wash_width
+    return min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
 
 
 def plain_score(det: StatisticalDetector, features: Features, history: History) -> StatResult:
@@ -173,9 +171,12 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
         excess = (joint - centre) / width
         if excess > best:
             best, rule = excess, name
-    excess = plain_wash_excess(cfg, features, zs)
-    if excess > best:
-        best, rule = excess, "volume_without_price"
+    wash = plain_wash_multiple(cfg, features)
+    price_moved = max(abs(zs[0]), zs[5]) >= cfg.pump_z
+    if wash is not None and not price_moved:
+        excess = (wash - math.log(cfg.wash_multiple)) / cfg.wash_width
+        if excess > best:
+            best, rule = excess, "volume_without_price"
     surprise = features.flat_surprise
     if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
         excess = (surprise - cfg.stale_surprise) * inv_width
@@ -187,7 +188,8 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
     score = _sigmoid(best) if active else 0.0
     top = max(held_back, default=-math.inf)
     protected = active and top > best and _sigmoid(top) >= cfg.protect_threshold
-    return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales), protected)
+    return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales), protected,
+                      0.0 if wash is None else wash)
 
 
 def _record(history: History, bucket: int, stats: list[float]) -> None:
