@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MODEL_DIR ?= artifacts/models
 DEMO_SECONDS ?=
 
 .PHONY: install model demo worker test test-unit test-integration lint audit clean
@@ -15,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Train the ensemble on synthetic labelled data once; the worker verifies and loads it.
+# Train the ensemble on synthetic labelled data once (again when the code's model inputs changed);
+# the worker verifies and loads it.
 model: install
-	@if ls $(MODEL_DIR)/*/manifest.json >/dev/null 2>&1; then echo "model present in $(MODEL_DIR)"; \
-	else $(VENV)/bin/cryptotrace train; fi
+	$(VENV)/bin/cryptotrace train --if-missing
 
 # Embedded broker + worker + synthetic feed; alerts printed live. DEMO_SECONDS=N stops after N s.
 demo: model

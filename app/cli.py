@@ -56,6 +56,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _usable_model(settings: Settings) -> str | None:
+    """The version the worker would load, if it loads (hash checked, inputs the code's); else None."""
+    from app.model_store import ConfigError, load_bundle, newest_version
+
+    version = settings.model_version or newest_version(settings.model_dir)
+    if version is None:
+        return None
+    try:
+        bundle = load_bundle(settings.model_dir, version)
+    except ConfigError as exc:  # e.g. trained before the model inputs changed: train a new one
+        logger.warning("model %s cannot be used: %s", version, exc)
+        return None
+    logger.info("model %s in %s loads and verifies: not training another", bundle.version, settings.model_dir)
+    return bundle.version
+
+
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -64,6 +80,8 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from models.synthetic import default_profiles, generate, random_injections
     from models.training import TrainConfig, Window, build_dataset, fit_bundle
 
+    if args.if_missing and _usable_model(settings) is not None:
+        return 0
     profiles = default_profiles(args.symbols, seed=args.seed)
     start = 1_700_000_000_000
     duration = args.hours * 3600.0
@@ -244,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events-per-day", type=float, default=12.0)
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--if-missing", action="store_true",
+                   help="train only if no model loads (none yet, or one the code can no longer use)")
     t.set_defaults(func=cmd_train)
 
     f = sub.add_parser("feed", help="produce ticks to the ticks topic")

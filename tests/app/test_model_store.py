@@ -105,3 +105,18 @@ def test_a_worker_loads_and_scores_a_model_without_importing_scikit_learn(tmp_pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_train_if_missing_keeps_a_usable_model_and_replaces_one_the_code_cannot_use(tmp_path: Path) -> None:
+    """``make model`` runs ``cryptotrace train --if-missing``: a model trained for other inputs is no model."""
+    from app.cli import _usable_model
+    from app.settings import Settings
+
+    settings = Settings(model_dir=tmp_path)
+    assert _usable_model(settings) is None  # nothing trained yet
+    path = save_bundle(_bundle(), tmp_path)
+    assert _usable_model(settings) == path.name
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["input_names"] = manifest["input_names"][:-2]  # as written before two inputs were added
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    assert _usable_model(settings) is None
