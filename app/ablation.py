@@ -50,7 +50,7 @@ from app.synth import DEFAULT_START_MS
 from models import nab
 from models.baselines import random_alarms, rolling_z_scores
 from models.ensemble import MEMBERS
-from models.evaluation import Event, EventReport, evaluate
+from models.evaluation import Event, EventReport, evaluate, false_alarm_contexts
 from models.pipeline import Pipeline
 from models.synthetic import default_profiles, generate, quiet_symbols, random_injections
 from models.thresholds import AdaptiveConfig
@@ -189,8 +189,10 @@ def evaluate_method(runs: Sequence[SeedRun], method: str, threshold: float, cool
     rep = evaluate(pooled_alerts, pooled_events, pooled_spans, EPISODE_GAP_S)
     rep_all = evaluate(pooled_alerts, pooled_all, pooled_spans, EPISODE_GAP_S)
     ci = bootstrap(rep, pooled_alerts, pooled_events, pooled_spans, EPISODE_GAP_S, resamples, 0)
+    contexts = false_alarm_contexts(pooled_alerts, pooled_all, NOT_EVENTS, episode_gap_s=EPISODE_GAP_S)
     return {"threshold": threshold, "per_seed": per_seed,
             "pooled": {**_summary(rep, ci), "f1_all": rep_all.f1, "recall_all": rep_all.recall},
+            "false_alarm_contexts": contexts,
             "by_scenario": {k: {"events": v[0], "detected": v[1]} for k, v in sorted(by_scenario.items())}}
 
 

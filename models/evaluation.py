@@ -111,3 +111,39 @@ def evaluate(
         delay_p90_s=round(float(np.percentile(delays, 90)), 2) if delays else None,
         per_event=tuple(per_event),
     )
+
+
+def false_alarm_contexts(
+    alerts: Iterable[tuple[str, int]],
+    events: Sequence[Event],
+    not_events: frozenset[str] = frozenset(),
+    after_s: float = 3600.0,
+    episode_gap_s: float = 1800.0,
+) -> dict[str, int]:
+    """Where the false-alarm episodes start: what a reader needs to see before trusting a rate.
+
+    ``events`` are all labelled windows, including those of ``not_events`` scenarios (a regime
+    shift: an alarm starting there is a false alarm, counted as ``in_<scenario>``). An episode
+    starting within ``after_s`` after the end of an event window counts as ``after_<scenario>``
+    (the dump after a pump, the recovery after a crash); any other as ``elsewhere``. Episodes
+    starting inside an event window are true alarms and are not counted.
+    """
+    by_symbol: dict[str, list[Event]] = {}
+    for ev in events:
+        by_symbol.setdefault(ev.symbol, []).append(ev)
+    after_ms = after_s * 1000.0
+    out: dict[str, int] = {}
+    for symbol, starts in episodes(alerts, episode_gap_s).items():
+        windows = by_symbol.get(symbol, [])
+        for t in starts:
+            inside = [ev for ev in windows if ev.start_ms <= t <= ev.end_ms]
+            if any(ev.scenario not in not_events for ev in inside):
+                continue  # a true alarm
+            if inside:
+                where = f"in_{inside[0].scenario}"
+            else:
+                before = [ev for ev in windows
+                          if ev.end_ms < t <= ev.end_ms + after_ms and ev.scenario not in not_events]
+                where = f"after_{max(before, key=lambda ev: ev.end_ms).scenario}" if before else "elsewhere"
+            out[where] = out.get(where, 0) + 1
+    return dict(sorted(out.items()))
