@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "symbol: their re-keyed ticks can arrive far behind.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        """``WARNING`` as well as ``warning``: Python's logging spells its levels in capitals."""
+        return value.lower() if isinstance(value, str) else value
 
     # --- Cluster and web views ------------------------------------------------------------------
     table_standby_replicas: int = Field(
