@@ -120,3 +120,18 @@ def test_train_if_missing_keeps_a_usable_model_and_replaces_one_the_code_cannot_
     manifest["input_names"] = manifest["input_names"][:-2]  # as written before two inputs were added
     (path / MANIFEST).write_text(json.dumps(manifest))
     assert _usable_model(settings) is None
+
+
+def test_forest_scoring_benchmark_reports_every_forest_and_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Structure only (``python -m benchmarks.forest_scoring``): speed figures belong to its output, not to tests."""
+    from benchmarks.forest_scoring import main
+
+    path = save_bundle(_bundle(), tmp_path)
+    assert main(["--model-dir", str(tmp_path), "--batches", "1", "20", "--seconds", "0.01", "--repeats", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_version"] == path.name
+    timings = out["us_per_row_median"]
+    assert {f: sorted(v) for f, v in timings.items()} == {"rforest": ["1", "20"], "iforest": ["1", "20"]}
+    assert all(t > 0 for v in timings.values() for t in v.values())
