@@ -58,15 +58,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _usable_model(settings: Settings) -> str | None:
     """The version the worker would load, if it loads (hash checked, inputs the code's); else None."""
-    from app.model_store import ConfigError, load_bundle, newest_version
+    from app.model_store import ConfigError, load_bundle
 
-    version = settings.model_version or newest_version(settings.model_dir)
-    if version is None:
-        return None
     try:
-        bundle = load_bundle(settings.model_dir, version)
-    except ConfigError as exc:  # e.g. trained before the model inputs changed: train a new one
-        logger.warning("model %s cannot be used: %s", version, exc)
+        bundle = load_bundle(settings.model_dir, settings.model_version)
+    except ConfigError as exc:  # none yet, or e.g. trained before the model inputs changed: train one
+        logger.info("training a model: %s", exc)
         return None
     logger.info("model %s in %s loads and verifies: not training another", bundle.version, settings.model_dir)
     return bundle.version

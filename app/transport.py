@@ -250,7 +250,7 @@ class WorkerApp(faust.App):
         places in Faust that call it directly.
         """
         services = super().on_init_dependencies()
-        if self.monitor in set(self.sensors):
+        if self.monitor in self.sensors:
             self.sensors.remove(self.monitor)
         return services
 

@@ -67,9 +67,8 @@ class FlatForest:
     denominator: float = 1.0  # isolation: n_trees * c(max_samples)
     # Derived in __post_init__, not stored: both children of node i side by side (left at 2i, right
     # at 2i + 1), so a walk step is one gather at 2 * node + went_right instead of two gathers and a
-    # select (~35 % faster on the shipped model); the split features as index type.
+    # select (~15-20 % less per row on the shipped model, benchmarks/forest_scoring.py).
     _children: np.ndarray = field(init=False, repr=False)
-    _feature_idx: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,7 +88,6 @@ class FlatForest:
         children = np.empty(2 * n, dtype=np.intp)
         children[0::2], children[1::2] = self.left, self.right
         object.__setattr__(self, "_children", children)
-        object.__setattr__(self, "_feature_idx", np.asarray(self.feature, dtype=np.intp))
 
     @property
     def n_estimators(self) -> int:
@@ -176,8 +174,8 @@ class FlatForest:
             flat = np.ascontiguousarray(x, dtype=np.float32).astype(np.float64).ravel()
         any_nan = bool(np.isnan(flat).any())
         row_base = np.arange(n, dtype=np.intp) * width
-        nodes = np.repeat(np.asarray(self.roots, dtype=np.intp)[:, None], n, axis=1)  # (trees, n)
-        children, feature = self._children, self._feature_idx
+        nodes = np.repeat(self.roots[:, None], n, axis=1)  # (trees, n)
+        children, feature = self._children, self.feature
         threshold = self.threshold
         for _ in range(self.depth):
             values = flat.take(row_base + feature.take(nodes))
