@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from app import nab_cmd
-from app.ablation import SeedRun, calibrate, evaluate_method, evaluate_random, markdown
+from app.ablation import SeedRun, calibrate, evaluate_method, evaluate_random, markdown, methods_of, run_seed
 from app.nab_data import load_corpus, load_windows
 from app.settings import Settings
 from models import nab
 from models.evaluation import Event
+from models.pipeline import Pipeline
 
 
 def _write_nab(root: Path) -> None:
@@ -103,6 +104,29 @@ def test_calibrate_respects_the_cap_and_evaluation_uses_the_frozen_threshold() -
     table = markdown({"synthetic": {"calibration_seed": 1, "eval_seeds": [1], "fa_cap": 0.5, "symbol_days": 1.0,
                                     "events": 1, "methods": {"m": out, "random": {"threshold": None, **rnd}}}})
     assert "| m |" in table and "| random |" in table
+
+
+def test_other_rule_rows_score_what_the_pipeline_scores_under_that_rule() -> None:
+    import dataclasses
+
+    from tests.models.test_ensemble import tiny_bundle
+
+    shipped = dataclasses.replace(tiny_bundle(), combination="mean")
+    pipeline = Pipeline(bundle=shipped)
+    assert methods_of(pipeline)[-3:] == ["ensemble/stacked", "ensemble/max", "ensemble/vote"]
+    kw = {"symbols": 2, "hours": 0.5, "events_per_day": 48.0, "batch_size": 500, "progress": False}
+    run = run_seed(pipeline, 3, **kw)
+    for rule in ("stacked", "vote"):
+        direct = run_seed(Pipeline(bundle=dataclasses.replace(shipped, combination=rule)), 3, **kw)
+        active = direct.scores["ensemble"] > 0
+        assert active.sum() > 1000
+        # The pipeline rounds its scores to 6 decimals; the post hoc row is the unrounded combination.
+        assert np.abs(run.scores[f"ensemble/{rule}"][active] - direct.scores["ensemble"][active]).max() <= 1e-6
+        assert (run.scores[f"ensemble/{rule}"][~active] == 0).all()
+    table = markdown({"synthetic": {"calibration_seed": 1, "eval_seeds": [1], "fa_cap": 0.5, "symbol_days": 1.0,
+                                    "events": 1, "methods": {"ensemble/vote": {"threshold": 0.9, "pooled": {
+                                        "f1": 1.0, "false_alarms_per_symbol_day": 0.0}}}}})
+    assert "| ensemble/vote (not shipped) |" in table
 
 
 @pytest.mark.parametrize("thr", [0.5, 0.9])
