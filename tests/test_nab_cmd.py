@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 from app import nab_cmd
-from app.ablation import SeedRun, calibrate, evaluate_method, evaluate_random, markdown, methods_of, run_seed
+from app.ablation import (
+    SeedRun,
+    calibrate,
+    evaluate_method,
+    evaluate_random,
+    markdown,
+    methods_of,
+    paired_against,
+    run_seed,
+)
 from app.nab_data import load_corpus, load_windows
 from app.settings import Settings
 from models import nab
@@ -104,6 +113,14 @@ def test_calibrate_respects_the_cap_and_evaluation_uses_the_frozen_threshold() -
     table = markdown({"synthetic": {"calibration_seed": 1, "eval_seeds": [1], "fa_cap": 0.5, "symbol_days": 1.0,
                                     "events": 1, "methods": {"m": out, "random": {"threshold": None, **rnd}}}})
     assert "| m |" in table and "| random |" in table
+    # Paired against a method that finds the event one seed in two: "m" is better by F1 1 - 2/3.
+    miss = _run(2, s)
+    miss.scores["m"] = s.copy()
+    miss.scores["rolling_z"] = np.zeros_like(s)
+    runs = [run, _run(3, s.copy()), miss]
+    diff = paired_against(runs, "m", ["rolling_z"], {"m": thr, "rolling_z": thr}, 300.0)["rolling_z"]
+    assert diff["difference"] == pytest.approx(1.0 - 2 * (2 / 3) / (1 + 2 / 3), abs=1e-4)
+    assert diff["ci95"][0] == 0.0 and diff["share_not_above"] > 0  # a draw without the missing seed ties
 
 
 def test_other_rule_rows_score_what_the_pipeline_scores_under_that_rule() -> None:

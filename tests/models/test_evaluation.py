@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.evaluation import Event, episodes, evaluate, false_alarm_contexts
+from models.evaluation import Event, episodes, evaluate, false_alarm_contexts, paired_f1_difference, symbol_counts
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -67,3 +68,34 @@ def test_false_alarms_are_told_apart_by_where_they_start() -> None:
     assert contexts == {"after_pump_and_dump": 1, "elsewhere": 3, "in_regime_shift": 1}
     assert sum(contexts.values()) == evaluate(alerts, [e for e in events if e.scenario != "regime_shift"],
                                               {"A": (0, DAY), "B": (0, DAY), "C": (0, DAY)}).false_alarms
+
+
+alert_lists = st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, DAY)), max_size=30)
+
+
+@given(alert_lists)
+def test_symbol_counts_add_up_to_the_report(alerts: list[tuple[str, int]]) -> None:
+    events = [Event("A", HOUR, 3 * HOUR), Event("A", 10 * HOUR, 11 * HOUR), Event("B", 5 * HOUR, 5 * HOUR + MIN)]
+    spans = {s: (0, DAY) for s in "ABC"}
+    rep = evaluate(alerts, events, spans)
+    counts = symbol_counts(rep, alerts, ["A", "B", "C"])
+    assert counts.sum(axis=0).tolist() == [rep.events, rep.detected, rep.episodes, rep.true_episodes]
+    assert counts[2, 0] == 0 and counts[2, 3] == 0  # C has no event, so no true episode either
+    # Identical methods: no difference in any replicate.
+    same = paired_f1_difference(counts, counts, resamples=200)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["share_not_above"] == 1.0
+
+
+def test_paired_difference_of_a_method_that_does_better_on_every_symbol() -> None:
+    # Per symbol: events, detected, episodes, true episodes. A finds every event with no false alarm;
+    # B misses one event on each of the first five symbols and raises one false alarm on the last.
+    a = np.array([[2, 2, 2, 2]] * 10)
+    b = np.array([[2, 1, 1, 1]] * 5 + [[2, 2, 2, 2]] * 4 + [[2, 2, 3, 2]])
+    out = paired_f1_difference(a, b, resamples=500, seed=1)
+    recall_b, precision_b = 15 / 20, 15 / 16
+    assert out["difference"] == pytest.approx(1.0 - 2 * recall_b * precision_b / (recall_b + precision_b), abs=1e-4)
+    lo, hi = out["ci95"]
+    assert 0.0 <= lo < out["difference"] < hi  # never worse on any symbol, so no replicate favours B
+    assert out["share_not_above"] < 0.01  # only a draw of symbols where both are perfect ties
+    with pytest.raises(ValueError):
+        paired_f1_difference(a, b[:5])
