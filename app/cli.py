@@ -40,6 +40,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from app.broker import EmbeddedBroker
     from app.factory import create_app, load_models, prepare_topics
 
+    if settings.event_loop == "uvloop":  # before anything creates a loop (mode's documented way)
+        import mode.loop
+
+        mode.loop.use("uvloop")
+        logger.info("event loop: uvloop")
     bundle = load_models(settings)  # fail fast on a bad artifact, before any broker work
     with contextlib.ExitStack() as stack:
         url = settings.broker_url

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
         50_000, ge=0,
         description="Worker: allocations between young garbage collections (Python's default is 700; 0 keeps "
                     "Python's settings). At 700 collections cost the worker ~25 us of CPU per tick.")
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio", description="Worker event loop: uvloop (libuv) or the standard library's. Faust's own "
+        "per-record machinery (futures, queues, callbacks) runs on it.")
     model_dir: Path = Field(Path("artifacts/models"), description="Where trained model artifacts live.")
     model_version: str | None = Field(
         None, description="Pin a model version (directory name under model_dir); unset = newest."

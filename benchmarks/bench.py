@@ -150,6 +150,7 @@ class BenchOptions:
     results_dir: Path | None = RESULTS_DIR
     seed: int = 1
     contenders: tuple[str, ...] = CONTENDERS
+    event_loop: str | None = None  # None: each contender's default (the worker's setting; asyncio for bare Faust)
     command: str = ""
 
     @classmethod
@@ -347,7 +348,7 @@ class Bench:
         lat_topic = self._topic(f"{kind}-lat")
         proc = OwnProc(kind, self.out / "runs" / kind, bootstrap=self.bootstrap, thr_topic=thr_topic,
                        lat_topic=lat_topic, group=f"{self.run_id}-{kind}", partitions=o.partitions,
-                       thr_expect=expect, lat_expect=plan.total)
+                       thr_expect=expect, lat_expect=plan.total, event_loop=o.event_loop)
         logger.info("%s: consuming %d pre-produced ticks", kind, expect)
         proc.start()
         try:
@@ -379,7 +380,8 @@ class Bench:
             topic = self._topic(f"{label}-lat")
             fast = OwnProc(label, self.out / "runs" / label, kind=kind, bootstrap=self.bootstrap, thr_topic="",
                            lat_topic=topic, group=f"{self.run_id}-{label}", partitions=o.partitions,
-                           thr_expect=0, lat_expect=plan.total, fetch_wait_ms=o.short_fetch_wait_ms)
+                           thr_expect=0, lat_expect=plan.total, fetch_wait_ms=o.short_fetch_wait_ms,
+                           event_loop=o.event_loop)
             fast.start()
             try:
                 res[SHORT_FETCH_KEY] = self._own_latency(fast, topic, plan)
@@ -423,7 +425,8 @@ class Bench:
         assert self.broker is not None
         return WorkerProc(label, self.out / "runs" / label, broker_url=self.broker.url,
                           app_id=f"{self.run_id}-{label}", ticks_topic=topic, partitions=self.opts.partitions,
-                          model_dir=model_dir, port=free_port(), fetch_wait_ms=fetch_wait_ms)
+                          model_dir=model_dir, port=free_port(), fetch_wait_ms=fetch_wait_ms,
+                          event_loop=self.opts.event_loop)
 
     def run_worker_throughput(self, label: str, topic: str, ticks: Sequence[workload.Tick], records: int,
                               model_dir: Path) -> dict[str, Any]:
@@ -730,6 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=None, help=f"copy bench.json here ({RESULTS_DIR})")
     p.add_argument("--no-record", action="store_true", help="do not copy bench.json to the results directory")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default=None,
+                   help="every Faust contender on this loop (default: the worker's setting; asyncio for bare Faust)")
     return p
 
 
@@ -750,7 +755,7 @@ def command_line(args: argparse.Namespace, prog: str) -> str:
 def options_from_args(args: argparse.Namespace, command: str) -> BenchOptions:
     keys = ("ticks", "symbols", "partitions", "rate", "latency_s", "warmup_s", "probe", "naive_ticks", "batch_max",
             "batch_flush_ms", "short_fetch_wait_ms", "sweep", "sweep_ticks", "model_dir", "contenders", "results_dir",
-            "seed")
+            "seed", "event_loop")
     given = {k: getattr(args, k, None) for k in keys}
     opts = BenchOptions.resolve(args.out, quick=bool(args.quick), command=command, **given)
     if getattr(args, "no_record", False):

@@ -212,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datadir", type=Path, required=True)
     p.add_argument("--fetch-wait-ms", type=int, default=None,
                    help="cap the consumer's fetch_max_wait_ms (see benchmarks.fetchwait)")
+    p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="Faust contenders: the event loop (Faust's default: asyncio)")
     args = p.parse_args(argv)
+    if args.event_loop == "uvloop" and args.kind != "raw_aiokafka":
+        import mode.loop
+
+        mode.loop.use("uvloop")
     rec = Recorder(args.status, args.lat_out, args.thr_expect, args.lat_expect)
     rec.write_status()
     if args.kind == "raw_aiokafka":

@@ -240,7 +240,7 @@ class OwnProc(Proc):
 
     def __init__(self, name: str, workdir: Path, *, bootstrap: str, thr_topic: str, lat_topic: str, group: str,
                  partitions: int, thr_expect: int, lat_expect: int, kind: str | None = None,
-                 fetch_wait_ms: int | None = None) -> None:
+                 fetch_wait_ms: int | None = None, event_loop: str | None = None) -> None:
         super().__init__(name, workdir)
         self.status_path = workdir / "status.json"
         self.lat_path = workdir / "latency.json"
@@ -252,6 +252,8 @@ class OwnProc(Proc):
         ]
         if fetch_wait_ms:
             self.cmd += ["--fetch-wait-ms", str(fetch_wait_ms)]
+        if event_loop:
+            self.cmd += ["--event-loop", event_loop]
 
     def start(self) -> OwnProc:
         self._spawn(self.cmd, child_env({}))
@@ -283,7 +285,7 @@ class WorkerProc(Proc):
     """The real worker, ``python -m app.cli worker``, as an operator runs it (env configuration)."""
 
     def __init__(self, name: str, workdir: Path, *, broker_url: str, app_id: str, ticks_topic: str, partitions: int,
-                 model_dir: Path, port: int, fetch_wait_ms: int | None = None) -> None:
+                 model_dir: Path, port: int, fetch_wait_ms: int | None = None, event_loop: str | None = None) -> None:
         super().__init__(name, workdir)
         self.fetch_wait_ms = fetch_wait_ms
         self.app_id = app_id
@@ -302,6 +304,7 @@ class WorkerProc(Proc):
             "CRYPTOTRACE_REBALANCE_TIMEOUT_S": "4",
             "CRYPTOTRACE_SESSION_TIMEOUT_S": "4",
             "CRYPTOTRACE_HEARTBEAT_INTERVAL_S": "1",
+            **({"CRYPTOTRACE_EVENT_LOOP": event_loop} if event_loop else {}),
         })
 
     @property

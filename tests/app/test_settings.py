@@ -18,3 +18,11 @@ def test_an_unknown_log_level_is_refused_with_the_setting_named(monkeypatch: pyt
     monkeypatch.setenv("CRYPTOTRACE_LOG_LEVEL", "verbose")
     with pytest.raises(ValidationError, match="log_level"):
         Settings()
+
+
+def test_event_loop_is_one_of_the_two_the_worker_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTOTRACE_EVENT_LOOP", "uvloop")
+    assert Settings().event_loop == "uvloop"
+    monkeypatch.setenv("CRYPTOTRACE_EVENT_LOOP", "trio")
+    with pytest.raises(ValidationError, match="event_loop"):
+        Settings()
