@@ -79,7 +79,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.factory import pipeline_config
     from app.model_store import save_bundle
-    from models.synthetic import default_profiles, generate, random_injections
+    from models.synthetic import default_profiles, generate, quiet_symbols, random_injections
     from models.training import TrainConfig, Window, build_dataset, fit_bundle
 
     if args.if_missing and _usable_model(settings) is not None:
@@ -88,7 +88,8 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     start = 1_700_000_000_000
     duration = args.hours * 3600.0
     injections = random_injections(profiles, start_ms=start, duration_s=duration, seed=args.seed,
-                                   per_symbol_day=args.events_per_day, warmup_s=1800.0)
+                                   per_symbol_day=args.events_per_day, warmup_s=args.warmup_minutes * 60.0,
+                                   quiet=quiet_symbols(profiles, args.quiet_fraction))
     logger.info("generating %d symbols x %.1f h with %d injected events", args.symbols, args.hours, len(injections))
     batch, labels = generate(profiles, start_ms=start, duration_s=duration, injections=injections, seed=args.seed)
     windows = [Window(lab.scenario, lab.symbol, lab.start_ms, lab.end_ms) for lab in labels]
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events-per-day", type=float, default=12.0)
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--quiet-fraction", type=float, default=0.0,
+                   help="share of each liquidity class left without events (as the ablation's suite)")
+    t.add_argument("--warmup-minutes", type=float, default=30.0, help="no event starts before this")
     t.add_argument("--if-missing", action="store_true",
                    help="train only if no model loads (none yet, or one the code can no longer use)")
     t.set_defaults(func=cmd_train)
