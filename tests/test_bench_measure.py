@@ -1,0 +1,29 @@
+"""The benchmark's throughput arithmetic (``benchmarks.measure``), on hand-made changelogs."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.measure import throughput_from_changelog
+
+
+def test_the_whole_first_micro_batch_is_left_out_of_the_timed_span() -> None:
+    # Three micro-batches of 3 symbols, 100 ticks per symbol each; a batch's writes are a burst of a
+    # few ms (1,000 / 1,004 / 1,009 ms), batches 1 s apart. Entries: (cumulative count, write time).
+    changelog = {
+        sym: [(100 * (k + 1), 1_000 + 1_000 * k + offset) for k in range(3)]
+        for sym, offset in (("A", 0), ("B", 4), ("C", 9))
+    }
+    thr = throughput_from_changelog(changelog)
+    assert thr["ticks"] == 900
+    # The span runs from the end of the first burst (1,009 ms) to the last write (3,009 ms) and holds
+    # the two later batches; counting only the first millisecond's writes would have put 200 ticks of
+    # the first batch inside it.
+    assert thr["first_ms"] == 1_009 and thr["last_ms"] == 3_009
+    assert thr["ticks_in_span"] == 600
+    assert thr["ticks_per_s"] == pytest.approx(300.0)
+
+
+def test_one_burst_leaves_nothing_to_time() -> None:
+    thr = throughput_from_changelog({"A": [(50, 1_000)], "B": [(70, 1_003)]})
+    assert thr["ticks_in_span"] == 0 and thr["span_s"] == 0.0
