@@ -8,10 +8,11 @@ Protocol (what the README's ablation table reports):
    through the worker's pipeline (model as the worker loads it); every tick gets the ensemble
    score and each member's calibrated probability from the same batch call, plus the rolling
    z-score baseline (:mod:`models.baselines`).
-2. **Equal false-alarm rate.** On the *calibration* seed only, each method gets the threshold with
+2. **Equal false-alarm rate.** On the *calibration* seed(s) only, each method gets the threshold with
    the best event F1 among those with at most ``--fa-cap`` false alarms per symbol-day (the same cap
-   for every method). Those thresholds are then frozen and applied to the *evaluation* seeds and to
-   NAB ("fixed"): neither the evaluation seeds nor NAB choose anything.
+   for every method; several seeds are pooled: one seed's ~17 events set a noisy threshold). Those
+   thresholds are then frozen and applied to the *evaluation* seeds and to NAB ("fixed"): neither the
+   evaluation seeds nor NAB choose anything.
 3. **Events.** Headline: manipulation events (pump, crash, wash trading, stale price); a regime
    shift is a new normal, so it is not an event, and an alarm starting during one counts as a false
    alarm (so "must not alarm forever" is measured). ``f1_all`` also counts regime shifts as events,
@@ -151,6 +152,29 @@ def run_seed(pipeline: Pipeline, seed: int, *, symbols: int, hours: float, event
     events_all = [Event(lab.symbol, lab.start_ms, lab.end_ms, lab.scenario) for lab in labels]
     events = [e for e in events_all if e.scenario not in NOT_EVENTS]
     return SeedRun(seed, scores, batch.symbol, batch.timestamp, batch.price, events, events_all, spans)
+
+
+def pool_runs(runs: Sequence[SeedRun]) -> SeedRun:
+    """Several seeds as one run, each symbol named ``<seed>:<symbol>`` (one run is returned as it is)."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def tag(run: SeedRun, sym: str) -> str:
+        return f"{run.seed}:{sym}"
+
+    def tag_events(run: SeedRun, events: Sequence[Event]) -> list[Event]:
+        return [Event(tag(run, e.symbol), e.start_ms, e.end_ms, e.scenario) for e in events]
+
+    return SeedRun(
+        runs[0].seed,
+        {m: np.concatenate([r.scores[m] for r in runs]) for m in runs[0].scores},
+        np.concatenate([np.array([tag(r, s) for s in r.symbols.tolist()], dtype=object) for r in runs]),
+        np.concatenate([r.times for r in runs]),
+        np.concatenate([r.prices for r in runs]),
+        [e for r in runs for e in tag_events(r, r.events)],
+        [e for r in runs for e in tag_events(r, r.events_all)],
+        {tag(r, s): v for r in runs for s, v in r.spans.items()},
+    )
 
 
 def alerts_at(run: SeedRun, method: str, threshold: float, cooldown_s: float,
@@ -303,6 +327,10 @@ def _ci(c: list[float] | None, nd: int = 2) -> str:
     return "" if not c else f" [{c[0]:.{nd}f}, {c[1]:.{nd}f}]"
 
 
+def _seeds(seeds: int | list[int]) -> str:
+    return ", ".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
+
+
 def _paired(row: dict[str, Any]) -> str:
     diff = next((v for k, v in row.items() if k.endswith("_f1_minus_this")), None)
     return "-" if diff is None else f"{diff['difference']:+.3f}{_ci(diff['ci95'], 3)}"
@@ -314,7 +342,7 @@ def markdown(result: dict[str, Any]) -> str:
     nab_res = result.get("nab", {})
     lead = "ensemble" if "ensemble" in syn["methods"] else "statistical"
     lines = [
-        f"Synthetic: thresholds frozen on seed {syn['calibration_seed']} (best F1 with at most "
+        f"Synthetic: thresholds frozen on seed {_seeds(syn['calibration_seed'])} (best F1 with at most "
         f"{syn['fa_cap']} false alarms per symbol-day), evaluated on seeds "
         f"{', '.join(map(str, syn['eval_seeds']))} pooled ({syn['symbol_days']:.1f} symbol-days, "
         f"{syn['events']} manipulation events). NAB: standard profile, 58 files. The {lead} F1 minus a "
@@ -350,7 +378,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     methods = methods_of(pipeline)
     kw = {"symbols": args.symbols, "hours": args.hours, "events_per_day": args.events_per_day,
           "batch_size": batch_size, "quiet_fraction": args.quiet_fraction}
-    cal = run_seed(pipeline, args.calibration_seed, **kw)
+    cal = pool_runs([run_seed(pipeline, seed, **kw) for seed in args.calibration_seed])
     thresholds: dict[str, float] = {}
     calibration: dict[str, Any] = {}
     for m in methods:
@@ -382,7 +410,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         "model_version": pipeline.model_version,
         "combination": None if pipeline.bundle is None else pipeline.bundle.combination,
         "adaptive_thresholds": dataclasses.asdict(pipeline.config.adaptive),
-        "synthetic": {"calibration_seed": args.calibration_seed, "eval_seeds": list(args.eval_seeds),
+        "synthetic": {"calibration_seed": list(args.calibration_seed), "eval_seeds": list(args.eval_seeds),
                       "fa_cap": args.fa_cap, "symbol_days": round(symbol_days, 2),
                       "events": sum(len(r.events) for r in runs),
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
@@ -402,7 +430,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cryptotrace ablation``."""
     parser.add_argument("--out", type=Path, required=True, help="output directory (ablation.json, ablation.md)")
-    parser.add_argument("--calibration-seed", type=int, default=100, help="seed the thresholds are frozen on")
+    parser.add_argument("--calibration-seed", type=int, nargs="+", default=[100],
+                        help="seed(s) the thresholds are frozen on (several: pooled, symbols kept apart)")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[101, 102], help="evaluation seeds")
     parser.add_argument("--symbols", type=int, default=12)
     parser.add_argument("--hours", type=float, default=12.0)

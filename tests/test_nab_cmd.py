@@ -20,6 +20,7 @@ from app.ablation import (
     markdown,
     methods_of,
     paired_against,
+    pool_runs,
     run_seed,
 )
 from app.nab_data import load_corpus, load_windows
@@ -121,6 +122,22 @@ def test_calibrate_respects_the_cap_and_evaluation_uses_the_frozen_threshold() -
     diff = paired_against(runs, "m", ["rolling_z"], {"m": thr, "rolling_z": thr}, 300.0)["rolling_z"]
     assert diff["difference"] == pytest.approx(1.0 - 2 * (2 / 3) / (1 + 2 / 3), abs=1e-4)
     assert diff["ci95"][0] == 0.0 and diff["share_not_above"] > 0  # a draw without the missing seed ties
+
+
+def test_calibration_on_pooled_seeds_keeps_their_symbols_apart() -> None:
+    # Seed 1's event scores 0.9 and its day is otherwise quiet; seed 2's event scores 0.8, with a 0.85
+    # blip on its symbol 5 h earlier. Alone, seed 1 would freeze ~0.9, which misses seed 2's event.
+    # Pooled, the best threshold finds both events and lets the blip through (F1 0.8 beats 0.667).
+    s1, s2 = np.zeros(1440), np.zeros(1440)
+    s1[605], s2[605], s2[300] = 0.9, 0.8, 0.85
+    pooled = pool_runs([_run(1, s1), _run(2, s2)])
+    assert sorted(pooled.spans) == ["1:A", "2:A"] and len(pooled.events) == 2
+    assert pooled.scores["m"].size == 2 * 1440
+    thr, rep = calibrate(pooled, "m", 300.0, fa_cap=10.0)
+    assert thr <= 0.8 and (rep.detected, rep.false_alarms) == (2, 1)
+    thr1, _ = calibrate(_run(1, s1), "m", 300.0, fa_cap=10.0)
+    assert thr1 > 0.85
+    assert pool_runs([_run(1, s1)]).spans == {"A": (0, 1439 * 60_000)}  # one seed: unchanged
 
 
 def test_other_rule_rows_score_what_the_pipeline_scores_under_that_rule() -> None:
