@@ -24,6 +24,7 @@ from models.training import (
     TrainConfig,
     Window,
     build_dataset,
+    choose_rule,
     choose_threshold,
     cross_validated_report,
     fit_bundle,
@@ -181,12 +182,20 @@ def test_training_metrics_recorded() -> None:
     assert chosen["combination"] == bundle.combination and chosen["threshold"] == bundle.threshold
     for rule in COMBINATIONS:
         assert 0.0 <= events[rule]["recall"] <= 1.0 and 0.0 <= events[rule]["precision"] <= 1.0
-    # The chosen rule is the best cross-validated one (F1 first, then fewer false alarms).
+    # The stacker, unless the best cross-validated rule beats it with a paired interval above 0.
     def cv_key(rule: str) -> tuple[float, float]:
         cv = events[rule]["cross_validated"]
         return cv["f1"], -cv["false_alarms_per_symbol_day"]
 
-    assert cv_key(chosen["combination"]) == max(cv_key(r) for r in COMBINATIONS)
+    best = chosen["best_cross_validated"]
+    assert cv_key(best) == max(cv_key(r) for r in COMBINATIONS)
+    versus = chosen["best_minus_default"]
+    if best == "stacked":
+        assert chosen["combination"] == "stacked" and versus is None
+    else:
+        assert chosen["combination"] == (best if versus["ci95"][0] > 0 else "stacked")
+        assert versus["difference"] == pytest.approx(
+            cv_key(best)[0] - events["stacked"]["cross_validated"]["f1"], abs=2e-4)
     for rule in COMBINATIONS:  # judged on every event, each fold's threshold from the other fold
         assert events[rule]["cross_validated"]["events"] == events[rule]["events"]
     # Not a quality benchmark, only a sanity floor: the labelled events are plainly visible.
@@ -218,6 +227,21 @@ def test_cross_validation_judges_each_fold_at_the_threshold_the_other_fold_chose
     cv = cross_validated_report(data, scores, fold, cooldown_s=300.0)
     assert (cv.events, cv.detected, cv.false_alarms) == (2, 1, 0)
     assert cv.f1 == pytest.approx(2 / 3, abs=1e-4)  # reports round to 4 decimals
+
+
+def test_a_rule_replaces_the_stacker_only_when_clearly_better() -> None:
+    # Per symbol: events, detected, episodes, true episodes. "vote" finds one more event than the
+    # stacker on one symbol of twenty (noise); "mean" finds one more on each of them (evidence).
+    stacked = np.array([[2, 1, 1, 1]] * 20)
+    one_better = stacked.copy()
+    one_better[0] = [2, 2, 2, 2]
+    all_better = np.array([[2, 2, 2, 2]] * 20)
+    counts = {"stacked": stacked, "vote": one_better, "mean": all_better}
+    assert choose_rule("stacked", counts) == ("stacked", None)
+    rule, diff = choose_rule("vote", counts)
+    assert rule == "stacked" and diff is not None and diff["ci95"][0] <= 0 < diff["difference"]
+    rule, diff = choose_rule("mean", counts)
+    assert rule == "mean" and diff is not None and diff["ci95"][0] > 0
 
 
 def test_bundle_calibration_is_plain_numbers() -> None:
