@@ -154,26 +154,36 @@ def run_seed(pipeline: Pipeline, seed: int, *, symbols: int, hours: float, event
     return SeedRun(seed, scores, batch.symbol, batch.timestamp, batch.price, events, events_all, spans)
 
 
+# Pooling seeds: each seed's symbols are renamed ``<seed>:<symbol>`` so that they stay apart.
+def _tag(run: SeedRun, symbol: str) -> str:
+    return f"{run.seed}:{symbol}"
+
+
+def _tag_events(run: SeedRun, events: Sequence[Event]) -> list[Event]:
+    return [Event(_tag(run, e.symbol), e.start_ms, e.end_ms, e.scenario) for e in events]
+
+
+def _tag_alerts(run: SeedRun, alerts: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    return [(_tag(run, s), t) for s, t in alerts]
+
+
+def _tag_spans(run: SeedRun) -> dict[str, tuple[int, int]]:
+    return {_tag(run, s): v for s, v in run.spans.items()}
+
+
 def pool_runs(runs: Sequence[SeedRun]) -> SeedRun:
-    """Several seeds as one run, each symbol named ``<seed>:<symbol>`` (one run is returned as it is)."""
+    """Several seeds as one run, symbols renamed per seed (one run is returned as it is)."""
     if len(runs) == 1:
         return runs[0]
-
-    def tag(run: SeedRun, sym: str) -> str:
-        return f"{run.seed}:{sym}"
-
-    def tag_events(run: SeedRun, events: Sequence[Event]) -> list[Event]:
-        return [Event(tag(run, e.symbol), e.start_ms, e.end_ms, e.scenario) for e in events]
-
     return SeedRun(
         runs[0].seed,
         {m: np.concatenate([r.scores[m] for r in runs]) for m in runs[0].scores},
-        np.concatenate([np.array([tag(r, s) for s in r.symbols.tolist()], dtype=object) for r in runs]),
+        np.concatenate([np.array([_tag(r, s) for s in r.symbols.tolist()], dtype=object) for r in runs]),
         np.concatenate([r.times for r in runs]),
         np.concatenate([r.prices for r in runs]),
-        [e for r in runs for e in tag_events(r, r.events)],
-        [e for r in runs for e in tag_events(r, r.events_all)],
-        {tag(r, s): v for r in runs for s, v in r.spans.items()},
+        [e for r in runs for e in _tag_events(r, r.events)],
+        [e for r in runs for e in _tag_events(r, r.events_all)],
+        {k: v for r in runs for k, v in _tag_spans(r).items()},
     )
 
 
@@ -227,11 +237,10 @@ def evaluate_method(runs: Sequence[SeedRun], method: str, threshold: float, cool
         rep_all = evaluate(alerts, run.events_all, run.spans, EPISODE_GAP_S)
         ci = bootstrap(rep, alerts, run.events, run.spans, EPISODE_GAP_S, resamples, run.seed)
         per_seed[str(run.seed)] = {**_summary(rep, ci), "f1_all": rep_all.f1, "recall_all": rep_all.recall}
-        tag = f"{run.seed}:"
-        pooled_alerts += [(tag + s, t) for s, t in alerts]
-        pooled_events += [Event(tag + e.symbol, e.start_ms, e.end_ms, e.scenario) for e in run.events]
-        pooled_all += [Event(tag + e.symbol, e.start_ms, e.end_ms, e.scenario) for e in run.events_all]
-        pooled_spans.update({tag + s: v for s, v in run.spans.items()})
+        pooled_alerts += _tag_alerts(run, alerts)
+        pooled_events += _tag_events(run, run.events)
+        pooled_all += _tag_events(run, run.events_all)
+        pooled_spans.update(_tag_spans(run))
         for ev, d in rep_all.per_event:
             row = by_scenario.setdefault(ev.scenario, [0, 0])
             row[0] += 1
@@ -240,27 +249,24 @@ def evaluate_method(runs: Sequence[SeedRun], method: str, threshold: float, cool
     rep_all = evaluate(pooled_alerts, pooled_all, pooled_spans, EPISODE_GAP_S)
     ci = bootstrap(rep, pooled_alerts, pooled_events, pooled_spans, EPISODE_GAP_S, resamples, 0)
     contexts = false_alarm_contexts(pooled_alerts, pooled_all, NOT_EVENTS, episode_gap_s=EPISODE_GAP_S)
+    order = [_tag(run, sym) for run in runs for sym in sorted(run.spans)]
+    counts = symbol_counts(rep, pooled_alerts, order, EPISODE_GAP_S)
     return {"threshold": threshold, "per_seed": per_seed,
             "pooled": {**_summary(rep, ci), "f1_all": rep_all.f1, "recall_all": rep_all.recall},
             "false_alarm_contexts": contexts,
+            # Per pooled symbol, in the same order for every method: what paired comparisons resample.
+            "symbol_counts": {"columns": ["events", "detected", "episodes", "true_episodes"],
+                              "rows": counts.tolist()},
             "by_scenario": {k: {"events": v[0], "detected": v[1]} for k, v in sorted(by_scenario.items())}}
 
 
-def pooled_counts(runs: Sequence[SeedRun], method: str, threshold: float, cooldown_s: float) -> npt.NDArray[np.int64]:
-    """:func:`~models.evaluation.symbol_counts` of a method at a frozen threshold, every seed's symbols in turn."""
-    parts = []
-    for run in runs:
-        alerts = alerts_at(run, method, threshold, cooldown_s)
-        rep = evaluate(alerts, run.events, run.spans, EPISODE_GAP_S)
-        parts.append(symbol_counts(rep, alerts, sorted(run.spans), EPISODE_GAP_S))
-    return np.concatenate(parts)
+def paired_against(results: dict[str, Any], lead: str, others: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """F1 of ``lead`` minus each other method's, paired by symbol (:func:`~models.evaluation.paired_f1_difference`),
+    from the ``symbol_counts`` of :func:`evaluate_method` results on the same runs."""
+    def counts(m: str) -> npt.NDArray[np.int64]:
+        return np.asarray(results[m]["symbol_counts"]["rows"], dtype=np.int64)
 
-
-def paired_against(runs: Sequence[SeedRun], lead: str, others: Sequence[str], thresholds: dict[str, float],
-                   cooldown_s: float) -> dict[str, dict[str, Any]]:
-    """F1 of ``lead`` minus each other method's, paired by symbol (:func:`~models.evaluation.paired_f1_difference`)."""
-    base = pooled_counts(runs, lead, thresholds[lead], cooldown_s)
-    return {m: paired_f1_difference(base, pooled_counts(runs, m, thresholds[m], cooldown_s)) for m in others}
+    return {m: paired_f1_difference(counts(lead), counts(m)) for m in others}
 
 
 def evaluate_random(runs: Sequence[SeedRun], rates: Sequence[float]) -> dict[str, Any]:
@@ -271,10 +277,9 @@ def evaluate_random(runs: Sequence[SeedRun], rates: Sequence[float]) -> dict[str
         events: list[Event] = []
         spans: dict[str, tuple[int, int]] = {}
         for run, rate in zip(runs, rates, strict=True):
-            tag = f"{run.seed}:"
-            alerts += [(tag + s, t) for s, t in random_alarms(run.spans, rate, 1000 * run.seed + draw)]
-            events += [Event(tag + e.symbol, e.start_ms, e.end_ms, e.scenario) for e in run.events]
-            spans.update({tag + s: v for s, v in run.spans.items()})
+            alerts += _tag_alerts(run, random_alarms(run.spans, rate, 1000 * run.seed + draw))
+            events += _tag_events(run, run.events)
+            spans.update(_tag_spans(run))
         rep = evaluate(alerts, events, spans, EPISODE_GAP_S)
         f1s.append(rep.f1)
         fas.append(rep.false_alarms_per_symbol_day)
@@ -391,7 +396,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     runs = [run_seed(pipeline, s, **kw) for s in args.eval_seeds]
     results: dict[str, Any] = {m: evaluate_method(runs, m, thresholds[m], cd) for m in methods}
     lead = "ensemble" if "ensemble" in methods else "statistical"
-    for m, diff in paired_against(runs, lead, [m for m in methods if m != lead], thresholds, cd).items():
+    for m, diff in paired_against(results, lead, [m for m in methods if m != lead]).items():
         results[m][f"{lead}_f1_minus_this"] = diff
     # Operating points as shipped (not equal-FA): the worker's own thresholds.
     shipped: dict[str, Any] = {}
