@@ -46,7 +46,7 @@ import numpy.typing as npt
 import orjson
 from tqdm import tqdm
 
-from app import nab_data
+from app import frontier, nab_data
 from app.backtest import bootstrap, replay_alerts
 from app.nab_cmd import CANDIDATES, cooldown_rows, load_profiles, nab_scores, score_corpus_streams, stream
 from app.settings import Settings
@@ -212,6 +212,26 @@ def calibrate(run: SeedRun, method: str, cooldown_s: float, fa_cap: float,
     return best[1], best[2]
 
 
+def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,
+          candidates: npt.NDArray[np.float64] = CANDIDATES) -> list[frontier.Point]:
+    """Alert replays of ``method`` on the pooled ``runs`` from the highest candidate threshold down, until
+    false alarms stay above :data:`app.frontier.MAX_FALSE_ALARMS` (the points of :mod:`app.frontier`)."""
+    series = [run.series(method) for run in runs]
+    events = [e for run in runs for e in _tag_events(run, run.events)]
+    spans = {k: v for run in runs for k, v in _tag_spans(run).items()}
+    points: list[frontier.Point] = []
+    over = 0
+    for thr in sorted(candidates.tolist(), reverse=True):
+        alerts = [a for run, s in zip(runs, series, strict=True)
+                  for a in _tag_alerts(run, alerts_at(run, method, thr, cooldown_s, s))]
+        rep = evaluate(alerts, events, spans, EPISODE_GAP_S)
+        points.append(frontier.Point(thr, rep.false_alarms_per_symbol_day, rep.f1, rep.recall))
+        over = over + 1 if rep.false_alarms_per_symbol_day > frontier.MAX_FALSE_ALARMS else 0
+        if over >= 12:  # false alarms rise as the threshold falls, though not strictly
+            break
+    return points
+
+
 def _summary(rep: EventReport, ci: dict[str, list[float] | None] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {k: rep.summary()[k] for k in (
         "events", "detected", "recall", "precision", "f1", "false_alarms", "symbol_days",
@@ -367,7 +387,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(p['false_alarms_per_symbol_day'], 2)}{_ci(ci.get('false_alarms_per_symbol_day'))} | "
             f"{_fmt(p.get('delay_median_s'), 1)} | {_fmt(p.get('f1_all'))} | {_paired(row)} | "
             f"{_fmt(n.get('fixed', {}).get('standard'), 1)} | {_fmt(n.get('optimised', {}).get('standard'), 1)} |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if syn.get("equal_false_alarms"):  # absent in results written before it existed
+        text += "\n" + frontier.markdown(syn["equal_false_alarms"])
+    return text
 
 
 def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -398,6 +421,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     lead = "ensemble" if "ensemble" in methods else "statistical"
     for m, diff in paired_against(results, lead, [m for m in methods if m != lead]).items():
         results[m][f"{lead}_f1_minus_this"] = diff
+    # The same methods at equal false-alarm rates, thresholds chosen on the evaluation seeds (app.frontier).
+    frontiers = {m: sweep(runs, m, cd) for m in methods}
     # Operating points as shipped (not equal-FA): the worker's own thresholds.
     shipped: dict[str, Any] = {}
     if pipeline.bundle is not None:
@@ -419,7 +444,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                       "fa_cap": args.fa_cap, "symbol_days": round(symbol_days, 2),
                       "events": sum(len(r.events) for r in runs),
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
-                      "calibration": calibration, "methods": results, "shipped": shipped},
+                      "calibration": calibration, "methods": results, "shipped": shipped,
+                      "equal_false_alarms": frontier.matched(frontiers)},
     }
     nab_dir = None if args.no_nab else (args.nab or nab_data.locate_nab_dir())
     if nab_dir is not None:
@@ -429,6 +455,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     (args.out / "ablation.json").write_bytes(
         orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY))
     (args.out / "ablation.md").write_text(markdown(result))
+    frontier.frontier_plot(args.out / "frontier.png", frontiers, lead)
     return result
 
 
