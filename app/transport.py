@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport with three changes: the fetch wait, records in offset order, honest acks.
+"""Faust's aiokafka transport with four changes: the fetch wait, records in offset order, honest acks,
+and seeks made on the consumer thread.
 
 **Fetch wait.** faust-streaming builds its worker consumer with ``fetch_max_wait_ms=1500`` hard-coded
 (``faust/transport/drivers/aiokafka.py``). Against Kafka that only bounds idle polls, but the
@@ -15,6 +16,9 @@ ticks are lost. The consumer below passes every stream record through an :class:
 **Honest acks.** Faust acks the stream records it skips during a rebalance, and those acks can be
 committed; the consumer records an ack only for a record the agent was handed
 (:mod:`app.ack_guard`).
+
+**Seeks on the consumer thread.** Faust calls aiokafka's ``seek`` from the event loop's thread while
+aiokafka runs in a thread of its own; see ``_FetchWaitConsumer._seek``.
 """
 
 from __future__ import annotations
@@ -122,6 +126,24 @@ class _FetchWaitConsumer(Consumer):
         self.offset_gate.sought({tp: off for tp, off in offsets.items() if self._is_stream_topic(tp.topic)},
                                 time.monotonic())
         return offsets
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """aiokafka's seek, run on the consumer thread like every other call into aiokafka.
+
+        Faust calls it from the worker's event loop thread directly. aiokafka's seek deletes the
+        partition from its fetcher's record buffer while the consumer thread may be inside
+        ``fetched_records``, which reads and deletes in that same dict: the thread then fails with
+        ``KeyError(TopicPartition(...))``, the Fetcher service crashes and the worker exits (seen in
+        the join/leave fault test, at every re-seek burst after a rebalance with the faster drain).
+        On the consumer thread's loop the two cannot interleave: a seek waits for the fetcher's next
+        suspension point (the method queue has a second worker, so a pending fetch does not block it).
+        """
+        thread = self._thread
+
+        async def seek_on_thread() -> None:  # called, and so run, by the consumer thread's loop
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek_on_thread)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
