@@ -232,6 +232,36 @@ def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,
     return points
 
 
+def counts_at(runs: Sequence[SeedRun], method: str, threshold: float, cooldown_s: float) -> npt.NDArray[np.int64]:
+    """:func:`~models.evaluation.symbol_counts` of ``method`` at ``threshold`` on the pooled ``runs``
+    (symbols in :func:`evaluate_method`'s order)."""
+    alerts = [a for run in runs for a in _tag_alerts(run, alerts_at(run, method, threshold, cooldown_s))]
+    events = [e for run in runs for e in _tag_events(run, run.events)]
+    spans = {k: v for run in runs for k, v in _tag_spans(run).items()}
+    order = [_tag(run, sym) for run in runs for sym in sorted(run.spans)]
+    return symbol_counts(evaluate(alerts, events, spans, EPISODE_GAP_S), alerts, order, EPISODE_GAP_S)
+
+
+def paired_at_levels(runs: Sequence[SeedRun], frontiers: dict[str, list[frontier.Point]], lead: str,
+                     cooldown_s: float, levels: Sequence[float] = frontier.LEVELS) -> dict[str, Any]:
+    """At each false-alarm level, ``lead``'s F1 minus each other method's, both at their best threshold
+    for that level, with the paired bootstrap over symbols. The thresholds were chosen on these runs, so
+    the interval is that of the difference *given* them, not of their choice."""
+    out: dict[str, Any] = {}
+    for level in levels:
+        best_lead = frontier.best_at(frontiers[lead], level)
+        if best_lead is None:
+            continue
+        lead_counts = counts_at(runs, lead, best_lead.threshold, cooldown_s)
+        row: dict[str, Any] = {}
+        for method, points in frontiers.items():
+            best = frontier.best_at(points, level)
+            if method != lead and best is not None:
+                row[method] = paired_f1_difference(lead_counts, counts_at(runs, method, best.threshold, cooldown_s))
+        out[f"{level:g}"] = row
+    return out
+
+
 def _summary(rep: EventReport, ci: dict[str, list[float] | None] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {k: rep.summary()[k] for k in (
         "events", "detected", "recall", "precision", "f1", "false_alarms", "symbol_days",
@@ -389,7 +419,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(n.get('fixed', {}).get('standard'), 1)} | {_fmt(n.get('optimised', {}).get('standard'), 1)} |")
     text = "\n".join(lines) + "\n"
     if syn.get("equal_false_alarms"):  # absent in results written before it existed
-        text += "\n" + frontier.markdown(syn["equal_false_alarms"])
+        text += "\n" + frontier.markdown(syn["equal_false_alarms"], syn.get("equal_false_alarms_paired"))
     return text
 
 
@@ -423,6 +453,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         results[m][f"{lead}_f1_minus_this"] = diff
     # The same methods at equal false-alarm rates, thresholds chosen on the evaluation seeds (app.frontier).
     frontiers = {m: sweep(runs, m, cd) for m in methods}
+    paired_levels = paired_at_levels(runs, frontiers, lead, cd)
     # Operating points as shipped (not equal-FA): the worker's own thresholds.
     shipped: dict[str, Any] = {}
     if pipeline.bundle is not None:
@@ -445,7 +476,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                       "events": sum(len(r.events) for r in runs),
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
                       "calibration": calibration, "methods": results, "shipped": shipped,
-                      "equal_false_alarms": frontier.matched(frontiers)},
+                      "equal_false_alarms": frontier.matched(frontiers),
+                      "equal_false_alarms_paired": {"lead": lead, "levels": paired_levels}},
     }
     nab_dir = None if args.no_nab else (args.nab or nab_data.locate_nab_dir())
     if nab_dir is not None:

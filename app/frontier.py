@@ -61,20 +61,32 @@ def matched(frontiers: Mapping[str, Sequence[Point]], levels: Sequence[float] = 
     return out
 
 
-def markdown(table: Mapping[str, Mapping[str, Any]]) -> str:
-    """The README table: best event F1 per method at each false-alarm level."""
+def markdown(table: Mapping[str, Mapping[str, Any]], paired: Mapping[str, Any] | None = None) -> str:
+    """The README table: best event F1 per method at each false-alarm level, and where ``paired`` has it
+    (``{"lead": name, "levels": {level: {method: difference}}}``), the lead's F1 minus the method's."""
     if not table:
         return ""
     levels = list(next(iter(table.values())))
+    lead = (paired or {}).get("lead")
+    diffs = (paired or {}).get("levels", {})
     lines = [
         "Event F1 at equal false-alarm rates on the evaluation seeds (each method's best threshold *on them*,"
-        " the same oracle for every method: it ranks methods, it is not a deployment figure):",
+        " the same oracle for every method: it ranks methods, it is not a deployment figure)"
+        + (f"; in brackets {lead}'s F1 minus the method's at that level, paired 95% interval over symbols"
+           " given those thresholds:" if lead else ":"),
         "",
         "| method | " + " | ".join(f"F1 at <= {lv} false alarms / symbol-day" for lv in levels) + " |",
         "|---|" + "---|" * len(levels),
     ]
     for method, row in table.items():
-        cells = ["-" if row[lv] is None else f"{row[lv]['f1']:.3f}" for lv in levels]
+        cells = []
+        for lv in levels:
+            if row[lv] is None:
+                cells.append("-")
+                continue
+            d = diffs.get(lv, {}).get(method)
+            ci = "" if d is None else f" ({d['difference']:+.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}])"
+            cells.append(f"{row[lv]['f1']:.3f}{ci}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

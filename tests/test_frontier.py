@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app import frontier
-from app.ablation import SeedRun, markdown, sweep
+from app.ablation import SeedRun, counts_at, markdown, paired_at_levels, sweep
 from models.evaluation import Event
 
 MINUTE = 60_000
@@ -77,3 +77,21 @@ def test_ablation_markdown_and_plot_carry_the_equal_false_alarm_view(tmp_path: P
     assert "| m | 0.000 | 0.800 |" in text and "| other | 0.000 | 0.000 |" in text
     frontier.frontier_plot(tmp_path / "frontier.png", frontiers, lead="m")
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_differences_at_each_level_use_each_methods_own_best_threshold() -> None:
+    # "m" as above; "n" finds only seed 2's event and never alarms falsely.
+    runs = [_run(1, 0.9, 0.95), _run(2, 0.8, None)]
+    runs[0].scores["n"] = np.zeros_like(runs[0].scores["m"])
+    runs[1].scores["n"] = runs[1].scores["m"].copy()
+    candidates = np.array([0.5, 0.85, 0.925, 0.99])
+    frontiers = {m: sweep(runs, m, 300.0, candidates) for m in ("m", "n")}
+    assert counts_at(runs, "m", 0.5, 300.0).tolist() == [[1, 1, 2, 1], [1, 1, 1, 1]]
+    paired = paired_at_levels(runs, frontiers, "m", 300.0, levels=(0.0, 1.0))
+    # No false alarm allowed: m must stay above its 0.95 false alarm (F1 0); n finds one event of two (2/3).
+    assert paired["0"]["n"]["difference"] == pytest.approx(-2 / 3, abs=1e-4)
+    # Up to one a day: m at 0.5 (F1 0.8) against n at its best, still 2/3.
+    assert paired["1"]["n"]["difference"] == pytest.approx(0.8 - 2 / 3, abs=1e-4)
+    assert set(paired["1"]) == {"n"}  # the lead is not compared with itself
+    text = frontier.markdown(frontier.matched(frontiers, levels=(0.0, 1.0)), {"lead": "m", "levels": paired})
+    assert "| n | 0.667 (-0.667 [" in text and "in brackets m's F1 minus the method's" in text
