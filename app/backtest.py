@@ -39,7 +39,7 @@ from app.codec import encode
 from app.plots import SymbolSeries, curve_plot, event_plot
 from app.settings import Settings
 from app.tickfiles import TickTable, read_labels, read_ticks
-from models.evaluation import Event, EventReport, episodes, evaluate
+from models.evaluation import Event, EventReport, cooldown_alert_times, episodes, evaluate
 from models.pipeline import Pipeline, SymbolSnapshot
 
 logger = logging.getLogger(__name__)
@@ -141,19 +141,9 @@ def replay_alerts(
 ) -> list[tuple[str, int]]:
     """The alerts the pipeline raises at ``threshold``: each symbol's ticks scoring >= it, thinned by
     the event-time cooldown (an alert needs ``t - previous alert >= cooldown``), by binary search."""
-    out: list[tuple[str, int]] = []
     cd = cooldown_s * 1000.0
-    for sym, (times, _, scores) in series.items():
-        hits = times[scores >= threshold]
-        if cd <= 0:
-            out.extend((sym, int(t)) for t in hits)
-            continue
-        i = 0
-        while i < hits.size:
-            t = int(hits[i])
-            out.append((sym, t))
-            i = int(np.searchsorted(hits, t + cd, side="left"))
-    return out
+    return [(sym, t) for sym, (times, _, scores) in series.items()
+            for t in cooldown_alert_times(times[scores >= threshold], cd)]
 
 
 def select_events(events: Sequence[Event], spans: dict[str, tuple[int, int]]) -> tuple[list[Event], dict[str, int]]:

@@ -30,6 +30,20 @@ class Event:
     scenario: str = ""
 
 
+def cooldown_alert_times(hits: np.ndarray, cooldown_ms: float) -> list[int]:
+    """The alert times among one symbol's sorted hit times (ticks at or above the threshold): the
+    first hit alerts, and the next alert is the first hit at least ``cooldown_ms`` later (the
+    worker's event-time cooldown). Jumps from alert to alert by binary search."""
+    if cooldown_ms <= 0:
+        return [int(t) for t in hits]
+    out: list[int] = []
+    i = 0
+    while i < hits.size:
+        t = int(hits[i])
+        out.append(t)
+        i = int(np.searchsorted(hits, t + cooldown_ms, side="left"))
+    return out
+
 def episodes(alerts: Iterable[tuple[str, int]], episode_gap_s: float = 1800.0) -> dict[str, list[int]]:
     """Episode start times per symbol from (symbol, event_time_ms) alerts."""
     by_symbol: dict[str, list[int]] = {}

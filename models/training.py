@@ -39,7 +39,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, logit
-from models.evaluation import Event, EventReport, evaluate, paired_f1_difference, symbol_counts
+from models.evaluation import (
+    Event,
+    EventReport,
+    cooldown_alert_times,
+    evaluate,
+    paired_f1_difference,
+    symbol_counts,
+)
 from models.forests import compile_forest
 from models.pipeline import PipelineConfig, SymbolSnapshot
 from models.ticks import Tick
@@ -210,22 +217,6 @@ def _platt(raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> 
     return Platt(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 
-def replay_alerts(
-    symbols: np.ndarray, times: np.ndarray, scores: np.ndarray, threshold: float, cooldown_s: float
-) -> list[tuple[str, int]]:
-    """The alerts the worker would raise from these per-row scores (rows in time order per symbol)."""
-    last: dict[str, int] = {}
-    out: list[tuple[str, int]] = []
-    cooldown_ms = cooldown_s * 1000.0
-    for i in np.flatnonzero(scores >= threshold):
-        sym, t = symbols[i], int(times[i])
-        prev = last.get(sym)
-        if prev is None or t - prev >= cooldown_ms:
-            last[sym] = t
-            out.append((sym, t))
-    return out
-
-
 class _Replayer:
     """Alert replays of fixed rows at many thresholds, jumping from alert to alert by binary search."""
 
@@ -242,15 +233,7 @@ class _Replayer:
         sc = scores[self.order]
         out: list[tuple[str, int]] = []
         for sym, a, b in self.groups:
-            hits = self.times[a:b][sc[a:b] >= threshold]
-            i = 0
-            while i < hits.size:
-                t = int(hits[i])
-                out.append((sym, t))
-                if self.cooldown_ms <= 0:
-                    i += 1
-                else:
-                    i = int(np.searchsorted(hits, t + self.cooldown_ms, side="left"))
+            out.extend((sym, t) for t in cooldown_alert_times(self.times[a:b][sc[a:b] >= threshold], self.cooldown_ms))
         return out
 
 
