@@ -252,6 +252,26 @@ def test_bundle_calibration_is_plain_numbers() -> None:
     assert len(bundle.stack_weights) == len(MEMBERS) and math.isfinite(bundle.stack_bias)
 
 
+def test_false_alarm_budget_is_capped_at_the_target() -> None:
+    data, _ = training_data()
+    free = fit_bundle(data, TrainConfig(n_estimators=5, false_alarm_target=None))
+    derived = free.info["metrics"]["false_alarm_budget_per_symbol_day"]
+    assert derived > 0  # half the statistical layer's own rate on these rows
+    loose = fit_bundle(data, TrainConfig(n_estimators=5, false_alarm_target=10 * derived))
+    assert loose.info["metrics"]["false_alarm_budget_per_symbol_day"] == derived
+    tight = fit_bundle(data, TrainConfig(n_estimators=5, false_alarm_target=derived / 2))
+    assert tight.info["metrics"]["false_alarm_budget_per_symbol_day"] == pytest.approx(derived / 2, abs=1e-4)
+    chosen = tight.info["events_calibration"]["chosen"]
+    assert chosen["false_alarms_per_symbol_day"] <= derived / 2 + 1e-9
+    # A tighter budget never buys a rule more false alarms (a rule that cannot get under it, like
+    # `max` with its saturated statistical member, keeps its fewest).
+    for rule in COMBINATIONS:
+        fa = tight.info["events_calibration"][rule]["false_alarms_per_symbol_day"]
+        assert fa <= free.info["events_calibration"][rule]["false_alarms_per_symbol_day"], rule
+    with pytest.raises(ValueError, match="false_alarm_target"):
+        TrainConfig(false_alarm_target=-0.1)
+
+
 def test_fit_bundle_refuses_too_few_positives() -> None:
     data, _ = training_data()
     no_pos = dataclasses.replace(data, y=np.zeros_like(data.y))
