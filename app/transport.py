@@ -128,13 +128,15 @@ class _FetchWaitConsumer(Consumer):
         return offsets
 
     async def _seek(self, partition: TP, offset: int) -> None:
-        """aiokafka's seek, run on the consumer thread like every other call into aiokafka.
+        """aiokafka's seek, run on the consumer thread, where Faust makes its other calls that change
+        aiokafka's state (fetches, commits, ``seek_to_committed``, ``seek_wait``).
 
-        Faust calls it from the worker's event loop thread directly. aiokafka's seek deletes the
+        Faust calls this one from the worker's event loop thread directly. aiokafka's seek deletes the
         partition from its fetcher's record buffer while the consumer thread may be inside
         ``fetched_records``, which reads and deletes in that same dict: the thread then fails with
-        ``KeyError(TopicPartition(...))``, the Fetcher service crashes and the worker exits (seen in
-        the join/leave fault test, at every re-seek burst after a rebalance with the faster drain).
+        ``KeyError(TopicPartition(...))``, the Fetcher service crashes and the worker exits (seen in 3 of
+        7 runs of the join/leave fault test with a faster drain loop, which puts the offset gate's
+        re-seeks right inside fetches).
         On the consumer thread's loop the two cannot interleave: a seek waits for the fetcher's next
         suspension point (the method queue has a second worker, so a pending fetch does not block it).
         """
