@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 EPISODE_GAP_S = 1800.0
 NOT_EVENTS = frozenset({"regime_shift"})
 RANDOM_DRAWS = 20
+#: Threshold searches go down the candidates and stop after this many in a row over their false-alarm
+#: cap: false alarms rise as the threshold falls, though not strictly, so a few more points are read.
+PAST_CAP_POINTS = 12
 
 Series = dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]]
 
@@ -171,6 +174,12 @@ def _tag_spans(run: SeedRun) -> dict[str, tuple[int, int]]:
     return {_tag(run, s): v for s, v in run.spans.items()}
 
 
+def _pooled_events(runs: Sequence[SeedRun]) -> tuple[list[Event], dict[str, tuple[int, int]]]:
+    """The manipulation events and symbol spans of several seeds, symbols renamed per seed."""
+    return ([e for run in runs for e in _tag_events(run, run.events)],
+            {k: v for run in runs for k, v in _tag_spans(run).items()})
+
+
 def pool_runs(runs: Sequence[SeedRun]) -> SeedRun:
     """Several seeds as one run, symbols renamed per seed (one run is returned as it is)."""
     if len(runs) == 1:
@@ -206,7 +215,7 @@ def calibrate(run: SeedRun, method: str, cooldown_s: float, fa_cap: float,
         if best is None or key > best[0]:
             best = (key, float(thr), rep)
         over = 0 if within else over + 1
-        if over >= 12:  # false alarms only grow as the threshold falls
+        if over >= PAST_CAP_POINTS:
             break
     assert best is not None
     return best[1], best[2]
@@ -217,8 +226,7 @@ def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,
     """Alert replays of ``method`` on the pooled ``runs`` from the highest candidate threshold down, until
     false alarms stay above :data:`app.frontier.MAX_FALSE_ALARMS` (the points of :mod:`app.frontier`)."""
     series = [run.series(method) for run in runs]
-    events = [e for run in runs for e in _tag_events(run, run.events)]
-    spans = {k: v for run in runs for k, v in _tag_spans(run).items()}
+    events, spans = _pooled_events(runs)
     points: list[frontier.Point] = []
     over = 0
     for thr in sorted(candidates.tolist(), reverse=True):
@@ -227,7 +235,7 @@ def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,
         rep = evaluate(alerts, events, spans, EPISODE_GAP_S)
         points.append(frontier.Point(thr, rep.false_alarms_per_symbol_day, rep.f1, rep.recall))
         over = over + 1 if rep.false_alarms_per_symbol_day > frontier.MAX_FALSE_ALARMS else 0
-        if over >= 12:  # false alarms rise as the threshold falls, though not strictly
+        if over >= PAST_CAP_POINTS:
             break
     return points
 
@@ -236,8 +244,7 @@ def counts_at(runs: Sequence[SeedRun], method: str, threshold: float, cooldown_s
     """:func:`~models.evaluation.symbol_counts` of ``method`` at ``threshold`` on the pooled ``runs``
     (symbols in :func:`evaluate_method`'s order)."""
     alerts = [a for run in runs for a in _tag_alerts(run, alerts_at(run, method, threshold, cooldown_s))]
-    events = [e for run in runs for e in _tag_events(run, run.events)]
-    spans = {k: v for run in runs for k, v in _tag_spans(run).items()}
+    events, spans = _pooled_events(runs)
     order = [_tag(run, sym) for run in runs for sym in sorted(run.spans)]
     return symbol_counts(evaluate(alerts, events, spans, EPISODE_GAP_S), alerts, order, EPISODE_GAP_S)
 
@@ -247,17 +254,23 @@ def paired_at_levels(runs: Sequence[SeedRun], frontiers: dict[str, list[frontier
     """At each false-alarm level, ``lead``'s F1 minus each other method's, both at their best threshold
     for that level, with the paired bootstrap over symbols. The thresholds were chosen on these runs, so
     the interval is that of the difference *given* them, not of their choice."""
+    seen: dict[tuple[str, float], npt.NDArray[np.int64]] = {}  # levels mostly share a method's best threshold
+
+    def counts(method: str, threshold: float) -> npt.NDArray[np.int64]:
+        if (method, threshold) not in seen:
+            seen[method, threshold] = counts_at(runs, method, threshold, cooldown_s)
+        return seen[method, threshold]
+
     out: dict[str, Any] = {}
     for level in levels:
         best_lead = frontier.best_at(frontiers[lead], level)
         if best_lead is None:
             continue
-        lead_counts = counts_at(runs, lead, best_lead.threshold, cooldown_s)
         row: dict[str, Any] = {}
         for method, points in frontiers.items():
             best = frontier.best_at(points, level)
             if method != lead and best is not None:
-                row[method] = paired_f1_difference(lead_counts, counts_at(runs, method, best.threshold, cooldown_s))
+                row[method] = paired_f1_difference(counts(lead, best_lead.threshold), counts(method, best.threshold))
         out[f"{level:g}"] = row
     return out
 
