@@ -8,13 +8,13 @@ FROM python:3.11-slim AS build
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY agents ./agents
 COPY models ./models
 # Listed as a package in pyproject.toml (the `cryptotrace bench` command): the build needs it.
 COPY benchmarks ./benchmarks
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --gid 10001 cryptotrace && useradd --create-home --uid 10001 --gid 10001 cryptotrace

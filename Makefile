@@ -4,15 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_SECONDS ?=
 
-.PHONY: install model demo worker test test-unit test-integration lint audit clean
+.PHONY: install lock model demo worker test test-unit test-integration lint audit clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-pin constraints.txt to the newest versions pyproject.toml allows (then run the tests, retrain, commit).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install -q -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | \
+	  sed 's/$$/ ; python_version >= "3.11"/'; } > constraints.new && mv constraints.new constraints.txt
+	rm -rf .lock-venv
 
 # Train the ensemble on synthetic labelled data once (again when the code's model inputs changed);
 # the worker verifies and loads it.
