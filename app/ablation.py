@@ -137,11 +137,11 @@ def run_seed(pipeline: Pipeline, seed: int, *, symbols: int, hours: float, event
         scores["ensemble"] = st.scores
         for j, m in enumerate(MEMBERS):
             scores[m] = st.members[:, j].copy()
-        assert pipeline.bundle is not None
+        assert pipeline.bundle is not None and st.member_log_odds is not None
         scored = st.members.any(axis=1)  # the grace period scores 0 under every rule
         for rule in other_rules(pipeline):
             alt = dataclasses.replace(pipeline.bundle, combination=rule)
-            scores[rule_method(rule)] = np.where(scored, alt.combine(st.members), 0.0)
+            scores[rule_method(rule)] = np.where(scored, alt.combine(st.member_log_odds), 0.0)
     else:
         scores["statistical"] = st.scores
     rz = np.zeros(len(batch))

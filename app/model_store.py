@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from models.detectors.statistical import MODEL_INPUT_NAMES
-from models.ensemble import ModelBundle, Platt
+from models.ensemble import LEGACY_STACK_CLIP, ModelBundle, Platt
 from models.errors import ConfigError
 from models.forests import ISOLATION, PROBA, FlatForest, compile_forest
 
@@ -105,7 +105,7 @@ def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
         "libraries": {"scikit-learn": _library_version("scikit-learn"), "numpy": np.__version__},
         "input_names": list(MODEL_INPUT_NAMES),
         "calibration": {m: [p.a, p.b] for m, p in bundle.calibration.items()},
-        "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias},
+        "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias, "clip": bundle.stack_clip},
         "threshold": bundle.threshold,
         "combination": bundle.combination,
         "info": bundle.info,
@@ -185,6 +185,8 @@ def load_bundle(model_dir: Path, version: str | None = None, expected_sha256: st
         calibration={m: Platt(*ab) for m, ab in manifest["calibration"].items()},
         stack_weights=tuple(stack["weights"]),
         stack_bias=float(stack["bias"]),
+        # Artifacts without a clip read their members through probabilities clipped at 1e-6.
+        stack_clip=float(stack.get("clip", LEGACY_STACK_CLIP)),
         info=manifest.get("info", {}),
         threshold=float(manifest["threshold"]),
         combination=str(manifest.get("combination", "stacked")),

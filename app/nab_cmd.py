@@ -37,7 +37,7 @@ from tqdm import tqdm
 from app import nab_data
 from app.settings import Settings
 from models import nab
-from models.ensemble import MEMBERS, RecordingBundle
+from models.ensemble import LOGIT_BOUND, MEMBERS, RecordingBundle
 from models.pipeline import Pipeline, SymbolSnapshot
 from models.ticks import Tick
 from models.univariate import alarm_scores, cooldown_alarms, value_ticks
@@ -53,11 +53,14 @@ class StreamScores:
     """Per-tick scores of one stream: the pipeline's, and each member's when a model is loaded.
 
     ``members`` has one column per :data:`models.ensemble.MEMBERS` (calibrated probabilities, 0 in
-    the grace period, as the pipeline's own score); None without a model.
+    the grace period, as the pipeline's own score); None without a model. ``member_log_odds``: the
+    same members' calibrated log-odds (what every combination rule reads; ``-LOGIT_BOUND`` in the
+    grace period).
     """
 
     scores: npt.NDArray[np.float64]
     members: npt.NDArray[np.float64] | None
+    member_log_odds: npt.NDArray[np.float64] | None = None
 
 
 def stream(pipeline: Pipeline, ticks: Sequence[Tick], batch_size: int,
@@ -70,10 +73,11 @@ def stream(pipeline: Pipeline, ticks: Sequence[Tick], batch_size: int,
     snaps: dict[str, SymbolSnapshot] = {} if snapshots is None else snapshots
     scores = np.zeros(len(ticks))
     members = np.zeros((len(ticks), len(MEMBERS))) if bundle is not None else None
+    log_odds = np.full((len(ticks), len(MEMBERS)), -LOGIT_BOUND) if bundle is not None else None
     for lo in range(0, len(ticks), batch_size):
         chunk = ticks[lo:lo + batch_size]
         if bundle is not None:
-            bundle.last_probs = None
+            bundle.last_probs = bundle.last_log_odds = None
         res = pipeline.process(snaps, chunk)
         s = np.asarray(res.scores, dtype=np.float64)
         scores[lo:lo + len(chunk)] = s
@@ -82,9 +86,13 @@ def stream(pipeline: Pipeline, ticks: Sequence[Tick], batch_size: int,
             inactive = s == 0.0  # the grace period: the pipeline scores 0, so do the members
             probs[inactive] = 0.0
             members[lo:lo + len(chunk)] = probs
+            if log_odds is not None and bundle.last_log_odds is not None:
+                lo_chunk = np.array(bundle.last_log_odds, dtype=np.float64)
+                lo_chunk[inactive] = -LOGIT_BOUND
+                log_odds[lo:lo + len(chunk)] = lo_chunk
         if progress is not None:
             progress(len(chunk))
-    return StreamScores(scores, members)
+    return StreamScores(scores, members, log_odds)
 
 
 def cooldown_rows(pipeline: Pipeline) -> int:

@@ -3,10 +3,16 @@
 Members speak different languages: the statistical layer gives a [0, 1] rule score,
 scikit-learn's ``IsolationForest.score_samples`` is *lower = more abnormal*, and
 ``RandomForestClassifier.predict_proba`` is a vote share. Each member's raw output is put
-on the probability scale by its own Platt calibration (a 1-D logistic regression fitted on
+on the log-odds scale by its own Platt calibration (a 1-D logistic regression fitted on
 out-of-fold scores of the labelled training data, from forests that never saw the row's
 symbol; see :mod:`models.training`), and a stacker (a logistic regression over the members'
-logits) combines them into the ensemble probability.
+calibrated log-odds) combines them into the ensemble probability.
+
+The stacker reads the calibrated log-odds themselves, bounded at :data:`LOGIT_BOUND`. Models saved
+before the bound existed read them through probabilities clipped at 1e-6 (log-odds +/- 13.8): there,
+every tick on which a statistical rule fired clearly (its raw log-odds above ~2.3) looked the same to
+the stacker, 4.5 % of the ticks of a synthetic day, so the stacker could not tell a rule barely
+firing from one far past its threshold.
 
 All calibration parameters are plain numbers (JSON in the artifact manifest); the forests are
 flat node arrays (:mod:`models.forests`), loaded after their hash is checked.
@@ -30,11 +36,24 @@ MEMBERS: tuple[str, ...] = ("statistical", "iforest", "rforest")
 #: two members do (2-of-3), so one member's false alarm alone never becomes an alert.
 COMBINATIONS: tuple[str, ...] = ("stacked", "mean", "max", "vote", *MEMBERS)
 _EPS = 1e-6
+#: The bound of the calibrated member log-odds: wide enough that strong rule firings stay apart,
+#: finite so that one wild raw output cannot own the stacker.
+LOGIT_BOUND = 50.0
+#: The stacker's input bound of models saved without one (their probabilities were clipped at _EPS).
+LEGACY_STACK_CLIP = math.log((1.0 - _EPS) / _EPS)
+#: The statistical layer's score is a sigmoid of its rule excess; reading its log-odds back with this
+#: clip keeps excesses up to ~27.6 apart (float64 resolves 1 - 1e-12 to 4 significant digits).
+_STAT_EPS = 1e-12
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _EPS, 1.0 - _EPS)
+def logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    q = np.clip(p, eps, 1.0 - eps)
     return np.asarray(np.log(q / (1.0 - q)))
+
+
+def stat_logit(scores: np.ndarray) -> np.ndarray:
+    """The statistical member's raw output: the log-odds of its rule score (its rule excess)."""
+    return logit(scores, _STAT_EPS)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -43,13 +62,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Platt:
-    """p = sigmoid(a * raw + b)."""
+    """p = sigmoid(a * raw + b); :meth:`log_odds` is a * raw + b, bounded at +/- LOGIT_BOUND."""
 
     a: float = 1.0
     b: float = 0.0
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return sigmoid(self.a * raw + self.b)
+        return sigmoid(self.log_odds(raw))
+
+    def log_odds(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(self.a * raw + self.b, -LOGIT_BOUND, LOGIT_BOUND)
 
 
 @dataclass(slots=True)
@@ -64,8 +86,9 @@ class ModelBundle:
         estimators, which answer the same two calls; artifacts always hold compiled ones)
     calibration : dict of member name -> Platt
         Applied to the raw member outputs: statistical logit, ``-score_samples``, ``predict_proba``.
-    stack_weights, stack_bias :
-        Ensemble p = sigmoid(sum_i w_i * logit(p_i) + bias).
+    stack_weights, stack_bias, stack_clip :
+        Ensemble p = sigmoid(sum_i w_i * clip(l_i, +/- stack_clip) + bias), l_i member i's
+        calibrated log-odds (``stack_clip`` is :data:`LEGACY_STACK_CLIP` for older artifacts).
     threshold : float
         The alert threshold chosen at training time (best event-level F1 on out-of-fold scores
         within a false-alarm budget).
@@ -83,24 +106,31 @@ class ModelBundle:
     info: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5  # alert threshold chosen by event-level evaluation at training time
     combination: str = "stacked"  # one of COMBINATIONS, chosen by event-level evaluation
+    stack_clip: float = LOGIT_BOUND
 
     def member_raw(self, x: np.ndarray, stat_scores: np.ndarray) -> np.ndarray:
         """Raw member outputs for a batch: shape (n, 3) in :data:`MEMBERS` order."""
         if len(x) == 0:
             return np.zeros((0, len(MEMBERS)))
         return np.column_stack([
-            logit(stat_scores),
+            stat_logit(stat_scores),
             -self.iforest.score_samples(x),
             self.rforest.predict_proba(x)[:, 1],
         ])
 
-    def member_probs(self, raw: np.ndarray) -> np.ndarray:
-        return np.column_stack([self.calibration[m](raw[:, i]) for i, m in enumerate(MEMBERS)])
+    def member_log_odds(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated member log-odds (n, 3) from raw member outputs."""
+        return np.column_stack([self.calibration[m].log_odds(raw[:, i]) for i, m in enumerate(MEMBERS)])
 
-    def combine(self, probs: np.ndarray) -> np.ndarray:
-        """Ensemble score from calibrated member probabilities (n, 3), by ``self.combination``."""
+    def member_probs(self, raw: np.ndarray) -> np.ndarray:
+        return sigmoid(self.member_log_odds(raw))
+
+    def combine(self, log_odds: np.ndarray) -> np.ndarray:
+        """Ensemble score from calibrated member log-odds (n, 3), by ``self.combination``."""
         if self.combination == "stacked":
-            return sigmoid(logit(probs) @ np.asarray(self.stack_weights) + self.stack_bias)
+            c = self.stack_clip
+            return sigmoid(np.clip(log_odds, -c, c) @ np.asarray(self.stack_weights) + self.stack_bias)
+        probs = sigmoid(log_odds)
         if self.combination == "mean":
             return np.asarray(probs.mean(axis=1))
         if self.combination == "max":
@@ -113,8 +143,10 @@ class ModelBundle:
 
     def score_batch(self, x: np.ndarray, stat_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble probability (n,) and member probabilities (n, 3) for one micro-batch."""
-        probs = self.member_probs(self.member_raw(x, stat_scores))
-        return self.combine(probs), probs
+        return self._score_log_odds(self.member_log_odds(self.member_raw(x, stat_scores)))
+
+    def _score_log_odds(self, log_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.combine(log_odds), sigmoid(log_odds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +213,23 @@ def model_scores(
     return ens.tolist(), probs.tolist()
 
 
+#: The lowest score of a scored tick: scores are rounded to 6 decimals, and 0 marks a tick in its
+#: symbol's grace period (unscored), which an ensemble score below 5e-7 must not be mistaken for.
+SCORE_FLOOR = 1e-6
+
+
 def verdict_score(s: float) -> float:
     """``model_verdict(s, ...).score`` without building the verdict."""
-    return round(s, 6) if math.isfinite(s) else 0.0
+    return max(round(s, 6), SCORE_FLOOR) if math.isfinite(s) else 0.0
 
 
 def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:
     """The verdict on one row from its raw ensemble score and member probabilities (MEMBERS order)."""
     members = {m: round(probs[j], 6) for j, m in enumerate(MEMBERS)}
+    score = verdict_score(s)
     if not math.isfinite(s):  # pragma: no cover - guarded by finite inputs
         s = 0.0
-    return Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members)
+    return Verdict(score, severity_of(s, threshold), confidence_of(s, members, threshold), members)
 
 
 def stat_verdict(s: float, threshold: float) -> Verdict:
@@ -205,19 +243,21 @@ def stat_verdict(s: float, threshold: float) -> Verdict:
 
 @dataclass
 class RecordingBundle(ModelBundle):
-    """A bundle that keeps the calibrated member probabilities of its last batch call.
+    """A bundle that keeps the calibrated member probabilities and log-odds of its last batch call.
 
     The pipeline returns only the ensemble score per tick; the worker's views and the NAB command
-    also want each member's score. Recording them here costs no second model call.
+    also want each member's score (and the ablation every combination's). Recording them here costs
+    no second model call.
     """
 
     last_probs: np.ndarray | None = None
+    last_log_odds: np.ndarray | None = None
 
     @classmethod
     def wrap(cls, bundle: ModelBundle) -> RecordingBundle:
         return cls(**{f.name: getattr(bundle, f.name) for f in fields(ModelBundle)})
 
-    def score_batch(self, x: np.ndarray, stat_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ens, probs = ModelBundle.score_batch(self, x, stat_scores)
-        self.last_probs = probs
+    def _score_log_odds(self, log_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ens, probs = ModelBundle._score_log_odds(self, log_odds)
+        self.last_probs, self.last_log_odds = probs, log_odds
         return ens, probs

@@ -39,7 +39,7 @@ from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, logit
+from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, sigmoid, stat_logit
 from models.evaluation import (
     Event,
     EventReport,
@@ -407,7 +407,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
 
     # Out-of-fold member outputs for every row (window rows included, for the event replay).
     raw = np.zeros((len(data.y), len(MEMBERS)))
-    raw[:, 0] = logit(data.stat)
+    raw[:, 0] = stat_logit(data.stat)
     trees = max(1, -(-config.n_estimators // config.folds))
     forests: list[RandomForestClassifier] = []
     rows_fit = 0
@@ -435,9 +435,9 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     y_cal = data.y[cal]
     w_cal = np.where(y_cal == 1, 1.0, len(neg) / max(keep, 1))
     bundle.calibration = {m: _platt(raw[cal, i], y_cal, w_cal) for i, m in enumerate(MEMBERS)}
-    probs_all = bundle.member_probs(raw)
-    probs = probs_all[cal]
-    stacker = LogisticRegression(C=10.0).fit(logit(probs), y_cal, sample_weight=w_cal)
+    log_odds_all = bundle.member_log_odds(raw)
+    probs = sigmoid(log_odds_all[cal])
+    stacker = LogisticRegression(C=10.0).fit(log_odds_all[cal], y_cal, sample_weight=w_cal)
     bundle.stack_weights = tuple(float(w) for w in stacker.coef_[0])
     bundle.stack_bias = float(stacker.intercept_[0])
 
@@ -459,7 +459,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     symbols = sorted(spans)
     for rule in COMBINATIONS:
         bundle.combination = rule
-        scores = bundle.combine(probs_all)
+        scores = bundle.combine(log_odds_all)
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer)
         alerts = cross_validated_alerts(data, scores, fold, cooldown_s, budget)
         cv = evaluate(alerts, event_list, spans)
@@ -481,7 +481,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     for i, m in enumerate(MEMBERS):
         metrics[f"auc_{m}"] = round(float(roc_auc_score(y_cal, probs[:, i])), 4)
         metrics[f"ap_{m}"] = round(float(average_precision_score(y_cal, probs[:, i])), 4)
-    cal_ens = bundle.combine(probs)  # with the chosen combination
+    cal_ens = bundle.combine(log_odds_all[cal])  # with the chosen combination
     metrics["auc_ensemble"] = round(float(roc_auc_score(y_cal, cal_ens)), 4)
     metrics["ap_ensemble"] = round(float(average_precision_score(y_cal, cal_ens)), 4)
     bundle.info = {"metrics": metrics, "events_calibration": events, "seed": config.seed,

@@ -17,7 +17,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.detectors.statistical import MODEL_INPUT_NAMES
-from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, confidence_of, severity_of, verdicts
+from models.ensemble import (
+    COMBINATIONS,
+    LEGACY_STACK_CLIP,
+    LOGIT_BOUND,
+    MEMBERS,
+    ModelBundle,
+    Platt,
+    confidence_of,
+    logit,
+    severity_of,
+    sigmoid,
+    stat_logit,
+    verdicts,
+)
 from models.synthetic import Label, SymbolProfile, generate, random_injections
 from models.training import (
     Dataset,
@@ -298,11 +311,42 @@ def test_fitting_is_deterministic() -> None:
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
-@given(st.lists(st.tuples(unit, unit, unit), min_size=1, max_size=20), unit)
+log_odds = st.floats(-LOGIT_BOUND, LOGIT_BOUND, allow_nan=False)
+
+
+@given(st.lists(st.tuples(log_odds, log_odds, log_odds), min_size=1, max_size=20), unit)
 def test_vote_combination_alerts_exactly_when_two_members_agree(rows: list[tuple[float, float, float]],
                                                                threshold: float) -> None:
     bundle = ModelBundle("v", None, None, {m: Platt() for m in MEMBERS}, (1.0, 1.0, 1.0), 0.0,  # type: ignore[arg-type]
                          combination="vote")
     scores = bundle.combine(np.asarray(rows, dtype=np.float64))
     for row, score in zip(rows, scores.tolist(), strict=True):
-        assert (score >= threshold) == (sum(p >= threshold for p in row) >= 2)
+        probs = sigmoid(np.asarray(row))
+        assert (score >= threshold) == (sum(p >= threshold for p in probs) >= 2)
+
+
+@given(st.lists(st.tuples(log_odds, log_odds, log_odds), min_size=1, max_size=20),
+       st.tuples(*[st.floats(-3, 3)] * 3), st.floats(-5, 5))
+def test_legacy_stacker_reads_members_through_probabilities_clipped_at_1e6(
+        rows: list[tuple[float, float, float]], weights: tuple[float, float, float], bias: float) -> None:
+    """An artifact saved without a clip scores as it was trained: logit(clip(p, 1e-6, 1 - 1e-6))."""
+    lo = np.asarray(rows, dtype=np.float64)
+    legacy = ModelBundle("v", None, None, {m: Platt() for m in MEMBERS}, weights, bias,  # type: ignore[arg-type]
+                         stack_clip=LEGACY_STACK_CLIP)
+    as_trained = sigmoid(logit(sigmoid(lo)) @ np.asarray(weights) + bias)
+    assert np.allclose(legacy.combine(lo), as_trained, rtol=0.0, atol=1e-9)
+
+
+def test_stacker_tells_strong_rule_firings_apart() -> None:
+    """Rule excesses of 3 and 20 (scores 0.953 and 1 - 2e-9) reach the stacker as different inputs;
+    through probabilities clipped at 1e-6 (the older artifacts) they did not."""
+    scores = np.asarray([sigmoid(np.asarray(3.0)), sigmoid(np.asarray(20.0))], dtype=np.float64)
+    calibration = {"statistical": Platt(3.0, 7.0), "iforest": Platt(), "rforest": Platt()}
+    raw = np.column_stack([stat_logit(scores), np.zeros(2), np.zeros(2)])
+    new = ModelBundle("v", None, None, calibration, (1.0, 0.0, 0.0), 0.0)  # type: ignore[arg-type]
+    old = dataclasses.replace(new, stack_clip=LEGACY_STACK_CLIP)
+    assert np.allclose(stat_logit(scores), [3.0, 20.0], atol=1e-6)
+    assert np.allclose(new.member_log_odds(raw)[:, 0], [16.0, 50.0])  # 3 * 20 + 7 = 67, bounded at 50
+    lo = new.member_log_odds(raw)
+    assert new.combine(lo)[0] < new.combine(lo)[1]
+    assert old.combine(lo)[0] == old.combine(lo)[1]
