@@ -14,12 +14,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# Re-pin constraints.txt to the newest versions pyproject.toml allows (then run the tests, retrain, commit).
+# Re-pin constraints.txt (Python 3.11, what CI and the image run) to the newest versions pyproject.toml
+# allows; then run the tests, retrain, commit.
 lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install -q -e '.[dev]'
-	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | \
-	  sed 's/$$/ ; python_version >= "3.11"/'; } > constraints.new && mv constraints.new constraints.txt
-	rm -rf .lock-venv
+	rm -rf .lock-venv && python3.11 -m venv .lock-venv && .lock-venv/bin/pip install -q -e '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable > .lock-venv/frozen.txt
+	{ sed -n '/^#/p' constraints.txt; sed 's/$$/ ; python_version == "3.11"/' .lock-venv/frozen.txt; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
 
 # Train the ensemble on synthetic labelled data once (again when the code's model inputs changed);
 # the worker verifies and loads it.

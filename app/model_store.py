@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from models.detectors.statistical import MODEL_INPUT_NAMES
-from models.ensemble import LEGACY_STACK_CLIP, ModelBundle, Platt
+from models.ensemble import LEGACY_STACK_CLIP, LEGACY_STAT_EPS, STAT_EPS, ModelBundle, Platt
 from models.errors import ConfigError
 from models.forests import ISOLATION, PROBA, FlatForest, compile_forest
 
@@ -105,7 +105,10 @@ def save_bundle(bundle: ModelBundle, model_dir: Path) -> Path:
         "libraries": {"scikit-learn": _library_version("scikit-learn"), "numpy": np.__version__},
         "input_names": list(MODEL_INPUT_NAMES),
         "calibration": {m: [p.a, p.b] for m, p in bundle.calibration.items()},
-        "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias, "clip": bundle.stack_clip},
+        "stack": {"weights": list(bundle.stack_weights), "bias": bundle.stack_bias, "clip": bundle.stack_clip,
+                  # Written only when it is not the default (a retrained legacy bundle): new manifests
+                  # stay as they were when the clip came in.
+                  **({"stat_eps": bundle.stat_eps} if bundle.stat_eps != STAT_EPS else {})},
         "threshold": bundle.threshold,
         "combination": bundle.combination,
         "info": bundle.info,
@@ -185,8 +188,10 @@ def load_bundle(model_dir: Path, version: str | None = None, expected_sha256: st
         calibration={m: Platt(*ab) for m, ab in manifest["calibration"].items()},
         stack_weights=tuple(stack["weights"]),
         stack_bias=float(stack["bias"]),
-        # Artifacts without a clip read their members through probabilities clipped at 1e-6.
+        # Artifacts without a clip read their members through probabilities clipped at 1e-6 and
+        # the statistical layer's score through a logit clipped there too: they score as trained.
         stack_clip=float(stack.get("clip", LEGACY_STACK_CLIP)),
+        stat_eps=float(stack.get("stat_eps", STAT_EPS if "clip" in stack else LEGACY_STAT_EPS)),
         info=manifest.get("info", {}),
         threshold=float(manifest["threshold"]),
         combination=str(manifest.get("combination", "stacked")),

@@ -39,11 +39,13 @@ _EPS = 1e-6
 #: The bound of the calibrated member log-odds: wide enough that strong rule firings stay apart,
 #: finite so that one wild raw output cannot own the stacker.
 LOGIT_BOUND = 50.0
-#: The stacker's input bound of models saved without one (their probabilities were clipped at _EPS).
+#: The stacker's input bound of models saved without one (their probabilities were clipped at _EPS),
+#: and the clip of their statistical member's raw log-odds.
 LEGACY_STACK_CLIP = math.log((1.0 - _EPS) / _EPS)
+LEGACY_STAT_EPS = _EPS
 #: The statistical layer's score is a sigmoid of its rule excess; reading its log-odds back with this
 #: clip keeps excesses up to ~27.6 apart (float64 resolves 1 - 1e-12 to 4 significant digits).
-_STAT_EPS = 1e-12
+STAT_EPS = 1e-12
 
 
 def logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
@@ -51,9 +53,9 @@ def logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
     return np.asarray(np.log(q / (1.0 - q)))
 
 
-def stat_logit(scores: np.ndarray) -> np.ndarray:
+def stat_logit(scores: np.ndarray, eps: float = STAT_EPS) -> np.ndarray:
     """The statistical member's raw output: the log-odds of its rule score (its rule excess)."""
-    return logit(scores, _STAT_EPS)
+    return logit(scores, eps)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -107,13 +109,14 @@ class ModelBundle:
     threshold: float = 0.5  # alert threshold chosen by event-level evaluation at training time
     combination: str = "stacked"  # one of COMBINATIONS, chosen by event-level evaluation
     stack_clip: float = LOGIT_BOUND
+    stat_eps: float = STAT_EPS  # the clip of the statistical member's raw log-odds (LEGACY_STAT_EPS before)
 
     def member_raw(self, x: np.ndarray, stat_scores: np.ndarray) -> np.ndarray:
         """Raw member outputs for a batch: shape (n, 3) in :data:`MEMBERS` order."""
         if len(x) == 0:
             return np.zeros((0, len(MEMBERS)))
         return np.column_stack([
-            stat_logit(stat_scores),
+            stat_logit(stat_scores, self.stat_eps),
             -self.iforest.score_samples(x),
             self.rforest.predict_proba(x)[:, 1],
         ])
@@ -213,23 +216,17 @@ def model_scores(
     return ens.tolist(), probs.tolist()
 
 
-#: The lowest score of a scored tick: scores are rounded to 6 decimals, and 0 marks a tick in its
-#: symbol's grace period (unscored), which an ensemble score below 5e-7 must not be mistaken for.
-SCORE_FLOOR = 1e-6
-
-
 def verdict_score(s: float) -> float:
     """``model_verdict(s, ...).score`` without building the verdict."""
-    return max(round(s, 6), SCORE_FLOOR) if math.isfinite(s) else 0.0
+    return round(s, 6) if math.isfinite(s) else 0.0
 
 
 def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:
     """The verdict on one row from its raw ensemble score and member probabilities (MEMBERS order)."""
     members = {m: round(probs[j], 6) for j, m in enumerate(MEMBERS)}
-    score = verdict_score(s)
     if not math.isfinite(s):  # pragma: no cover - guarded by finite inputs
         s = 0.0
-    return Verdict(score, severity_of(s, threshold), confidence_of(s, members, threshold), members)
+    return Verdict(round(s, 6), severity_of(s, threshold), confidence_of(s, members, threshold), members)
 
 
 def stat_verdict(s: float, threshold: float) -> Verdict:

@@ -27,6 +27,9 @@ SNAPSHOT_SCHEMA_VERSION = 2
 _READABLE_SCHEMA_VERSIONS = (1, 2)
 STAT_ONLY_VERSION = "stat-only"
 RECENT_TRADE_IDS = 32
+#: The lowest score of a scored tick. Scores are rounded to 6 decimals and 0 marks a tick of a symbol
+#: still in its grace period (unscored); a stacked score below 5e-7 must not read as one.
+SCORE_FLOOR = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +260,8 @@ class Pipeline:
             # unless this tick is flagged. Sequential per tick: independent of the batch boundaries.
             # step() = adjusted(), threshold(), learn() in that order.
             score, symbol_threshold = snap.adaptive.step(feats.timestamp, verdict_s, threshold)
+            if score < SCORE_FLOOR:  # 0 marks the grace period; a scored tick is never 0
+                score = SCORE_FLOOR
             scores[i] = score
             snap.last_score = score
             if score < threshold:

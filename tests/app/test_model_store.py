@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
 from app.model_store import MANIFEST, MODEL_FILE, _sha256, load_bundle, save_bundle
 from models.detectors.statistical import MODEL_INPUT_NAMES
-from models.ensemble import MEMBERS, ModelBundle, Platt
+from models.ensemble import LOGIT_BOUND, MEMBERS, STAT_EPS, ModelBundle, Platt
 from models.errors import ConfigError
 from models.forests import FlatForest
 
@@ -135,3 +136,36 @@ def test_forest_scoring_benchmark_reports_every_forest_and_batch(
     timings = out["us_per_row_median"]
     assert {f: sorted(v) for f, v in timings.items()} == {"rforest": ["1", "20"], "iforest": ["1", "20"]}
     assert all(t > 0 for v in timings.values() for t in v.values())
+
+
+def test_an_artifact_saved_before_the_stack_clip_scores_as_it_was_trained(tmp_path: Path) -> None:
+    """No ``stack.clip`` in the manifest: members reach the stacker through probabilities clipped at
+    1e-6, and the statistical score through a logit clipped there too (the formula of those models)."""
+    bundle = _bundle()
+    bundle.combination = "stacked"
+    bundle.calibration = {"statistical": Platt(0.5, 0.0), "iforest": Platt(30.0, -15.0), "rforest": Platt(40.0, -10.0)}
+    path = save_bundle(bundle, tmp_path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert manifest["stack"]["clip"] == 50.0 and "stat_eps" not in manifest["stack"]
+    del manifest["stack"]["clip"]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    legacy = load_bundle(tmp_path, path.name)
+    stat = np.concatenate([[1e-12, 1e-9, 0.3, 1.0 - 1e-9, 1.0], np.linspace(0.01, 0.99, 59)])
+    eps = 1e-6
+
+    def clipped_logit(p: np.ndarray) -> np.ndarray:
+        q = np.clip(p, eps, 1 - eps)
+        return np.log(q / (1 - q))
+
+    raw = np.column_stack([clipped_logit(stat), -legacy.iforest.score_samples(_rows()),
+                           legacy.rforest.predict_proba(_rows())[:, 1]])
+    cal = [bundle.calibration[m] for m in MEMBERS]
+    probs = np.column_stack([1 / (1 + np.exp(-(c.a * raw[:, i] + c.b))) for i, c in enumerate(cal)])
+    as_trained = 1 / (1 + np.exp(-(clipped_logit(probs) @ np.asarray(bundle.stack_weights) + bundle.stack_bias)))
+    np.testing.assert_allclose(legacy.score_batch(_rows(), stat)[0], as_trained, rtol=0, atol=1e-9)
+    # Saved again (a periodic retrain of such a model), it keeps its clips ...
+    again = load_bundle(tmp_path / "x", save_bundle(dataclasses.replace(legacy, version="u"), tmp_path / "x").name)
+    np.testing.assert_allclose(again.score_batch(_rows(), stat)[0], as_trained, rtol=0, atol=1e-9)
+    # ... which matter: with the new ones, the statistical scores 1e-9 and 1e-12 are told apart.
+    new = dataclasses.replace(legacy, stack_clip=LOGIT_BOUND, stat_eps=STAT_EPS)
+    assert new.score_batch(_rows(), stat)[0][0] < as_trained[0] - 1e-3

@@ -237,3 +237,22 @@ def test_few_alerts_on_a_quiet_market() -> None:
     assert len(measured) <= 4 * symbol_days, [(a.symbol, a.event_time, a.rule) for a in measured]
     per_symbol = collections.Counter(a.symbol for a in measured)
     assert max(per_symbol.values(), default=0) <= 3, per_symbol
+
+
+def test_a_scored_tick_never_scores_zero_which_marks_the_grace_period() -> None:
+    """A stacker far below every threshold (its best score ~1e-9, which rounds to 0 at 6 decimals)
+    still gives each scored tick SCORE_FLOOR, so 0 keeps meaning "in the grace period"."""
+    import dataclasses
+
+    from models.pipeline import SCORE_FLOOR
+
+    ticks, _ = scenario()
+    base = tiny_bundle()
+    bias = -(base.stack_clip * sum(abs(w) for w in base.stack_weights) + 20.0)  # every row <= sigmoid(-20)
+    pipeline = Pipeline(bundle=dataclasses.replace(base, combination="stacked", stack_bias=bias))
+    scores = [s for s in pipeline.process({}, ticks[:20_000]).scores if s is not None]
+    reference = [s for s in Pipeline().process({}, ticks[:20_000]).scores if s is not None]
+    grace = [s == 0.0 for s in reference]  # the statistical layer alone: 0 exactly in the grace period
+    assert 0 < sum(grace) < len(grace) - 1000
+    assert [s == 0.0 for s in scores] == grace
+    assert {s for s in scores if s != 0.0} == {SCORE_FLOOR}
