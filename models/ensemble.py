@@ -130,10 +130,15 @@ class ModelBundle:
 
     def combine(self, log_odds: np.ndarray) -> np.ndarray:
         """Ensemble score from calibrated member log-odds (n, 3), by ``self.combination``."""
+        return self._combine(log_odds, None)
+
+    def _combine(self, log_odds: np.ndarray, probs: np.ndarray | None) -> np.ndarray:
+        """:meth:`combine`, given the members' probabilities when the caller has them already."""
         if self.combination == "stacked":
             c = self.stack_clip
             return sigmoid(np.clip(log_odds, -c, c) @ np.asarray(self.stack_weights) + self.stack_bias)
-        probs = sigmoid(log_odds)
+        if probs is None:
+            probs = sigmoid(log_odds)
         if self.combination == "mean":
             return np.asarray(probs.mean(axis=1))
         if self.combination == "max":
@@ -149,7 +154,8 @@ class ModelBundle:
         return self._score_log_odds(self.member_log_odds(self.member_raw(x, stat_scores)))
 
     def _score_log_odds(self, log_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.combine(log_odds), sigmoid(log_odds)
+        probs = sigmoid(log_odds)  # once per batch, for the result and the rules that read probabilities
+        return self._combine(log_odds, probs), probs
 
 
 @dataclass(frozen=True, slots=True)
