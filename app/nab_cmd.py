@@ -115,9 +115,12 @@ def score_corpus_streams(
 
 
 #: Thresholds the optimiser tries: linear (uncalibrated statistical scores spread over [0, 1]) plus
-#: logit-spaced (calibrated scores crowd near 0 and 1), as the backtest's threshold curve.
-CANDIDATES = np.unique(np.round(np.concatenate([
-    np.linspace(0.01, 0.99, 99), 1.0 / (1.0 + np.exp(-np.linspace(-4.0, 14.0, 181)))]), 9))
+#: logit-spaced (calibrated scores crowd near 0 and 1), as the backtest's threshold curve. The logit
+#: grid runs to 36, where float64 probabilities end (sigmoid(36.7) is 1.0): a method whose strongest
+#: scores lie past log-odds 14 (the members' bound is 50) may put its threshold among them; 1.0 last
+#: (only saturated scores alarm).
+CANDIDATES = np.unique(np.concatenate([
+    np.round(np.linspace(0.01, 0.99, 99), 9), 1.0 / (1.0 + np.exp(-np.linspace(-4.0, 36.0, 401))), [1.0]]))
 
 
 def _finite(x: float) -> float | None:

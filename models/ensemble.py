@@ -136,7 +136,13 @@ class ModelBundle:
         """:meth:`combine`, given the members' probabilities when the caller has them already."""
         if self.combination == "stacked":
             c = self.stack_clip
-            return sigmoid(np.clip(log_odds, -c, c) @ np.asarray(self.stack_weights) + self.stack_bias)
+            clipped = np.clip(log_odds, -c, c)
+            # Column by column, not ``clipped @ weights``: a matrix product's last bit depends on the
+            # batch's size (BLAS kernels), and a tick's score must not depend on its batch.
+            z = np.full(len(clipped), self.stack_bias)
+            for j, w in enumerate(self.stack_weights):
+                z += w * clipped[:, j]
+            return sigmoid(z)
         if probs is None:
             probs = sigmoid(log_odds)
         if self.combination == "mean":
@@ -213,8 +219,8 @@ def model_scores(
 ) -> tuple[list[float], list[list[float]]]:
     """The raw ensemble score and member probabilities of each row, in one model call.
 
-    ``model_verdict(ens[i], probs[i], threshold)`` is row i's verdict; its score alone is
-    ``verdict_score(ens[i])``, which is all the pipeline needs for a tick that raises no alert.
+    ``model_verdict(ens[i], probs[i], threshold)`` is row i's verdict; the pipeline judges row i by
+    ``decision_score(ens[i])`` and builds the verdict only for a tick that raises an alert.
     """
     ens, probs = bundle.score_batch(np.asarray(rows, dtype=np.float64), np.asarray(stat_scores))
     # tolist() converts the float64s to Python floats in one C call, the same values as
@@ -222,9 +228,14 @@ def model_scores(
     return ens.tolist(), probs.tolist()
 
 
-def verdict_score(s: float) -> float:
-    """``model_verdict(s, ...).score`` without building the verdict."""
-    return round(s, 6) if math.isfinite(s) else 0.0
+def decision_score(s: float) -> float:
+    """The score a tick is judged by: the ensemble score as computed (0 when not finite).
+
+    Not rounded: the verdict and the alert show 6 decimals, but a decision on the rounded score tied
+    every score above 1 - 5e-7 (stacked log-odds past ~14.5) at 1.0, where training chose its threshold
+    on the unrounded one; float64 keeps scores apart up to log-odds ~36.
+    """
+    return s if math.isfinite(s) else 0.0
 
 
 def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:

@@ -18,7 +18,7 @@ from typing import Any
 
 from models.alerts import Alert, build_alert
 from models.detectors.statistical import StatisticalConfig, StatisticalDetector, StatResult
-from models.ensemble import ModelBundle, model_scores, model_verdict, stat_verdict, verdict_score
+from models.ensemble import ModelBundle, decision_score, model_scores, model_verdict, stat_verdict
 from models.features import FeatureConfig, FeatureEngine, Features
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold, adaptive_state
 
@@ -27,8 +27,8 @@ SNAPSHOT_SCHEMA_VERSION = 2
 _READABLE_SCHEMA_VERSIONS = (1, 2)
 STAT_ONLY_VERSION = "stat-only"
 RECENT_TRADE_IDS = 32
-#: The lowest score of a scored tick. Scores are rounded to 6 decimals and 0 marks a tick of a symbol
-#: still in its grace period (unscored); a stacked score below 5e-7 must not read as one.
+#: The lowest score of a scored tick. 0 marks a tick of a symbol still in its grace period (unscored);
+#: a stacked score far below every threshold (shown as 0 at the alerts' 6 decimals) must not read as one.
 SCORE_FLOOR = 1e-6
 
 
@@ -254,7 +254,7 @@ class Pipeline:
             if not stat.active:
                 scores[i] = snap.last_score = 0.0
                 continue
-            verdict_s = stat.score if bundle is None else verdict_score(ens[k])
+            verdict_s = stat.score if bundle is None else decision_score(ens[k])
             # The symbol's own threshold: the score is shifted so that comparing it with the global
             # threshold applies it (see models.thresholds); it is then updated with this tick,
             # unless this tick is flagged. Sequential per tick: independent of the batch boundaries.
