@@ -96,7 +96,18 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     with tqdm(total=len(batch), unit="tick", desc="features", file=sys.stderr, mininterval=2.0) as bar:
         data = build_dataset(batch.ticks(), windows, pipeline_config(settings), progress=bar.update)
     logger.info("dataset: %d rows, %d positive", len(data.y), int(data.y.sum()))
-    bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees), cooldown_s=settings.cooldown_s)
+    quiet = None
+    if args.quiet_days > 0:
+        # Other profiles (another seed), no events: false alarms only, for the threshold choice.
+        hours = args.quiet_days * 24.0 / args.symbols
+        qbatch, _ = generate(default_profiles(args.symbols, seed=args.seed + 1), start_ms=start,
+                             duration_s=hours * 3600.0, seed=args.seed + 1)
+        logger.info("quiet data: %d symbols x %.1f h without events", args.symbols, hours)
+        with tqdm(total=len(qbatch), unit="tick", desc="quiet", file=sys.stderr, mininterval=2.0) as bar:
+            quiet = build_dataset(qbatch.ticks(), [], pipeline_config(settings), progress=bar.update)
+        del qbatch
+    bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees), cooldown_s=settings.cooldown_s,
+                        quiet=quiet)
     path = save_bundle(bundle, settings.model_dir)
     sys.stdout.write(json.dumps({"version": bundle.version, "path": str(path), "threshold": bundle.threshold,
                                  "events_calibration": bundle.info["events_calibration"]}) + "\n")
@@ -268,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet-fraction", type=float, default=0.0,
                    help="share of each liquidity class left without events (as the ablation's suite)")
     t.add_argument("--warmup-minutes", type=float, default=30.0, help="no event starts before this")
+    t.add_argument("--quiet-days", type=float, default=0.0,
+                   help="symbol-days of event-free data whose false alarms count in the threshold choice")
     t.add_argument("--if-missing", action="store_true",
                    help="train only if no model loads (none yet, or one the code can no longer use)")
     t.set_defaults(func=cmd_train)

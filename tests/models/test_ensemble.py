@@ -34,6 +34,7 @@ from models.ensemble import (
 from models.synthetic import Label, SymbolProfile, generate, random_injections
 from models.training import (
     Dataset,
+    QuietAlarms,
     TrainConfig,
     Window,
     build_dataset,
@@ -240,6 +241,45 @@ def test_cross_validation_judges_each_fold_at_the_threshold_the_other_fold_chose
     cv = cross_validated_report(data, scores, fold, cooldown_s=300.0)
     assert (cv.events, cv.detected, cv.false_alarms) == (2, 1, 0)
     assert cv.f1 == pytest.approx(2 / 3, abs=1e-4)  # reports round to 4 decimals
+
+
+def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
+    # One symbol-day with one event (0.9) and nothing else above 0.1: alone, the budget of 0.1 a
+    # symbol-day allows any threshold that finds the event; the highest candidate such is just under 0.9.
+    minute, day = 60_000, 1440
+    t = np.arange(day, dtype=np.int64) * minute
+    event = np.full(day, -1, dtype=np.int64)
+    event[720:726] = 0
+    scores = np.full(day, 0.1)
+    scores[720:726] = 0.9
+    data = Dataset(np.zeros((day, 1)), scores, (event >= 0).astype(np.int8), t, np.array(["A"] * day, dtype=object),
+                   np.ones(day, dtype=bool), (Window("pump_and_dump", "A", 720 * minute, 725 * minute),),
+                   {"A": (0, (day - 1) * minute)}, event)
+    everything = np.ones(day, dtype=bool)
+    thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.1)
+    assert (rep.detected, rep.false_alarms) == (1, 0) and 0.8 < thr <= 0.9
+    # Nine quiet symbol-days (one row a minute), blips of 0.95 on two of them and of 0.8 on five: two
+    # false alarms in ten symbol-days keep to a budget of 0.25 only at thresholds above 0.8, which
+    # still find the event;
+    # blips of 0.95 on three of them (0.3 a symbol-day at 0.9) leave no threshold that finds the event.
+    for blips, detected in ((2, 1), (3, 0)):
+        n = 9
+        qt = np.tile(t, n)
+        qsym = np.repeat([f"Q{i}" for i in range(n)], day).astype(object)
+        qscores = np.full(n * day, 0.1)
+        for i in range(blips):
+            qscores[i * day + 100] = 0.95
+        for i in range(blips, blips + 5):
+            qscores[i * day + 100] = 0.8
+        quiet = Dataset(np.zeros((n * day, 1)), qscores, np.zeros(n * day, dtype=np.int8), qt, qsym,
+                        np.ones(n * day, dtype=bool), (), {f"Q{i}": (0, (day - 1) * minute) for i in range(n)})
+        alarms = QuietAlarms(quiet, qscores, cooldown_s=300.0)
+        assert alarms.symbol_days == pytest.approx(9.0, abs=0.01)
+        assert alarms(0.9) == blips and alarms(0.5) == blips + 5
+        thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.25,
+                                    quiet=alarms)
+        assert rep.detected == detected, blips
+        assert alarms(thr) <= 2  # within the budget, or the fewest false alarms when none is
 
 
 def test_a_rule_replaces_the_stacker_only_when_clearly_better() -> None:
