@@ -97,15 +97,12 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         data = build_dataset(batch.ticks(), windows, pipeline_config(settings), progress=bar.update)
     logger.info("dataset: %d rows, %d positive", len(data.y), int(data.y.sum()))
     quiet = None
-    if args.quiet_days > 0:
-        # Other profiles (another seed), no events: false alarms only, for the threshold choice.
-        hours = args.quiet_days * 24.0 / args.symbols
-        qbatch, _ = generate(default_profiles(args.symbols, seed=args.seed + 1), start_ms=start,
-                             duration_s=hours * 3600.0, seed=args.seed + 1)
-        logger.info("quiet data: %d symbols x %.1f h without events", args.symbols, hours)
-        with tqdm(total=len(qbatch), unit="tick", desc="quiet", file=sys.stderr, mininterval=2.0) as bar:
-            quiet = build_dataset(qbatch.ticks(), [], pipeline_config(settings), progress=bar.update)
-        del qbatch
+    if args.quiet_days > 0:  # other profiles (another seed), no events: false alarms for the threshold choice
+        from app.quiet_data import quiet_dataset
+
+        quiet = quiet_dataset(default_profiles(args.symbols, seed=args.seed + 1), start_ms=start,
+                              duration_s=args.quiet_days * 86_400.0 / args.symbols, seed=args.seed + 1,
+                              config=pipeline_config(settings))
     bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees), cooldown_s=settings.cooldown_s,
                         quiet=quiet)
     path = save_bundle(bundle, settings.model_dir)
