@@ -391,6 +391,13 @@ def _fmt(x: Any, nd: int = 3) -> str:
     return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
+def _thr(x: float | None) -> str:
+    """A threshold: near 1, its distance from 1 (thresholds run to 1 - 2e-16; 4 decimals would print 1.0000)."""
+    if x is None:
+        return "-"
+    return f"1 - {1.0 - x:.1e}" if 0.9999 <= x < 1.0 else f"{x:.4f}"
+
+
 def _ci(c: list[float] | None, nd: int = 2) -> str:
     return "" if not c else f" [{c[0]:.{nd}f}, {c[1]:.{nd}f}]"
 
@@ -426,7 +433,7 @@ def markdown(result: dict[str, Any]) -> str:
         n = nab_res.get(method, {})
         label = f"{method} (not shipped)" if method.startswith(rule_method("")) else method
         lines.append(
-            f"| {label} | {_fmt(row.get('threshold'), 4)} | {_fmt(p['f1'])}{_ci(ci.get('f1'))} | "
+            f"| {label} | {_thr(row.get('threshold'))} | {_fmt(p['f1'])}{_ci(ci.get('f1'))} | "
             f"{_fmt(p['false_alarms_per_symbol_day'], 2)}{_ci(ci.get('false_alarms_per_symbol_day'))} | "
             f"{_fmt(p.get('delay_median_s'), 1)} | {_fmt(p.get('f1_all'))} | {_paired(row)} | "
             f"{_fmt(n.get('fixed', {}).get('standard'), 1)} | {_fmt(n.get('optimised', {}).get('standard'), 1)} |")

@@ -262,9 +262,12 @@ class QuietAlarms:
     at 0.17-0.21 on fresh seeds); quiet symbol-days are cheap to add, as they need no forest refit.
     """
 
-    def __init__(self, quiet: Dataset, scores: np.ndarray, cooldown_s: float) -> None:
-        self.replayer = _Replayer(quiet.symbol, quiet.t, cooldown_s)
-        self.scores = scores
+    def __init__(self, quiet: Dataset, scores: np.ndarray, cooldown_s: float, floor: float = 0.0) -> None:
+        # Rows under every threshold that will be asked about never alert: only the rest are replayed
+        # (exact, and most quiet rows score far below any threshold).
+        keep = scores >= floor
+        self.replayer = _Replayer(quiet.symbol[keep], quiet.t[keep], cooldown_s)
+        self.scores = scores[keep]
         self.spans = quiet.spans
         self.symbol_days = evaluate([], [], quiet.spans).symbol_days
 
@@ -489,7 +492,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         bundle.combination = rule
         scores = bundle.combine(log_odds_all)
         alarms = None if quiet is None or quiet_log_odds is None else QuietAlarms(
-            quiet, bundle.combine(quiet_log_odds), cooldown_s)
+            quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()))
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer, quiet=alarms)
         if alarms is not None:
             rep_quiet = {"quiet_false_alarms": alarms(thr), "quiet_symbol_days": round(alarms.symbol_days, 3)}

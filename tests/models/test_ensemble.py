@@ -276,6 +276,8 @@ def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
         alarms = QuietAlarms(quiet, qscores, cooldown_s=300.0)
         assert alarms.symbol_days == pytest.approx(9.0, abs=0.01)
         assert alarms(0.9) == blips and alarms(0.5) == blips + 5
+        # Rows under the floor are dropped, which changes nothing at thresholds above it.
+        assert QuietAlarms(quiet, qscores, cooldown_s=300.0, floor=0.5)(0.8) == alarms(0.8) == blips + 5
         thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.25,
                                     quiet=alarms)
         assert rep.detected == detected, blips
