@@ -494,10 +494,8 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         alarms = None if quiet is None or quiet_log_odds is None else QuietAlarms(
             quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()))
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer, quiet=alarms)
-        if alarms is not None:
-            rep_quiet = {"quiet_false_alarms": alarms(thr), "quiet_symbol_days": round(alarms.symbol_days, 3)}
-        else:
-            rep_quiet = {}
+        rep_quiet = {} if alarms is None else {"quiet_false_alarms": alarms(thr),
+                                               "quiet_symbol_days": round(alarms.symbol_days, 3)}
         alerts = cross_validated_alerts(data, scores, fold, cooldown_s, budget)
         cv = evaluate(alerts, event_list, spans)
         counts[rule] = symbol_counts(cv, alerts, symbols)

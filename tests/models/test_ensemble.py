@@ -258,10 +258,9 @@ def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
     everything = np.ones(day, dtype=bool)
     thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.1)
     assert (rep.detected, rep.false_alarms) == (1, 0) and 0.8 < thr <= 0.9
-    # Nine quiet symbol-days (one row a minute), blips of 0.95 on two of them and of 0.8 on five: two
-    # false alarms in ten symbol-days keep to a budget of 0.25 only at thresholds above 0.8, which
-    # still find the event;
-    # blips of 0.95 on three of them (0.3 a symbol-day at 0.9) leave no threshold that finds the event.
+    # Nine quiet symbol-days (one row a minute), blips of 0.8 on five of them and of 0.95 on two others:
+    # two false alarms in ten symbol-days keep to a budget of 0.25 at thresholds above 0.8, which still
+    # find the event. Blips of 0.95 on three (0.3 a symbol-day at 0.9) leave no threshold that finds it.
     for blips, detected in ((2, 1), (3, 0)):
         n = 9
         qt = np.tile(t, n)
