@@ -65,6 +65,7 @@ from models.evaluation import (
 from models.pipeline import Pipeline
 from models.synthetic import default_profiles, generate, quiet_symbols, random_injections
 from models.thresholds import AdaptiveConfig
+from models.training import pick_threshold
 from models.univariate import value_ticks
 
 logger = logging.getLogger(__name__)
@@ -203,22 +204,20 @@ def alerts_at(run: SeedRun, method: str, threshold: float, cooldown_s: float,
 
 def calibrate(run: SeedRun, method: str, cooldown_s: float, fa_cap: float,
               candidates: npt.NDArray[np.float64] = CANDIDATES) -> tuple[float, EventReport]:
-    """Best-F1 threshold with at most ``fa_cap`` false alarms per symbol-day (else the fewest)."""
+    """The threshold :func:`models.training.pick_threshold` takes, at most ``fa_cap`` false alarms per symbol-day."""
     series = run.series(method)
-    best: tuple[tuple[float, ...], float, EventReport] | None = None
+    points: list[tuple[float, float, float]] = []
+    reports: list[EventReport] = []
     over = 0
     for thr in sorted(candidates.tolist(), reverse=True):
         rep = evaluate(alerts_at(run, method, thr, cooldown_s, series), run.events, run.spans, EPISODE_GAP_S)
-        fa = rep.false_alarms_per_symbol_day
-        within = fa <= fa_cap + 1e-9
-        key = (float(within), rep.f1 if within else 0.0, -fa, thr)
-        if best is None or key > best[0]:
-            best = (key, float(thr), rep)
-        over = 0 if within else over + 1
+        points.append((float(thr), rep.f1, rep.false_alarms_per_symbol_day))
+        reports.append(rep)
+        over = 0 if rep.false_alarms_per_symbol_day <= fa_cap + 1e-9 else over + 1
         if over >= PAST_CAP_POINTS:
             break
-    assert best is not None
-    return best[1], best[2]
+    i = pick_threshold(points, fa_cap)
+    return points[i][0], reports[i]
 
 
 def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,

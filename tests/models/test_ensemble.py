@@ -42,6 +42,7 @@ from models.training import (
     choose_threshold,
     cross_validated_report,
     fit_bundle,
+    pick_threshold,
 )
 
 T0 = 1_700_000_000_000
@@ -216,9 +217,27 @@ def test_training_metrics_recorded() -> None:
     assert m["auc_ensemble"] > 0.7
 
 
+def test_the_threshold_is_the_middle_of_the_best_f1_plateau_within_the_budget() -> None:
+    # (threshold, F1, false alarms per symbol-day), highest first. The best F1 within 0.1 is 0.9, on
+    # the five thresholds 0.95 down to 0.75 (0.70's 0.95 breaks the budget): the middle one is 0.85.
+    points = [(0.99, 0.5, 0.0), (0.95, 0.9, 0.0), (0.9, 0.9, 0.0), (0.85, 0.9, 0.05), (0.8, 0.9, 0.05),
+              (0.75, 0.9, 0.1), (0.7, 0.95, 0.2), (0.6, 0.8, 0.4)]
+    assert points[pick_threshold(points, 0.1)][0] == 0.85
+    # A plateau interrupted by a lower F1 still counts its points; of an even count, the higher middle.
+    gapped = [(0.99, 0.9, 0.0), (0.95, 0.8, 0.0), (0.9, 0.9, 0.0), (0.85, 0.9, 0.0), (0.8, 0.9, 0.0)]
+    assert points[pick_threshold(points, 0.3)][0] == 0.7
+    assert gapped[pick_threshold(gapped, 0.1)][0] == 0.9
+    # Nothing within the budget: the fewest false alarms, then the higher threshold.
+    over = [(0.9, 0.5, 0.3), (0.8, 0.6, 0.2), (0.7, 0.7, 0.2), (0.6, 0.8, 0.5)]
+    assert over[pick_threshold(over, 0.1)][0] == 0.8
+    with pytest.raises(ValueError):
+        pick_threshold([], 0.1)
+
+
 def test_cross_validation_judges_each_fold_at_the_threshold_the_other_fold_chose() -> None:
     # Two symbols, one a fold, a day of one row a minute, one event each at noon. A's event
-    # scores 0.9 over a floor of 0.1; B's scores only 0.6, and B has a 0.7 blip at 03:00.
+    # scores 0.9 over a floor of 0.1, with a 0.5 blip at 03:00; B's event scores only 0.6, and
+    # B has a 0.7 blip at 03:00.
     minute, day = 60_000, 1440
     t = np.tile(np.arange(day, dtype=np.int64) * minute, 2)
     symbol = np.array(["A"] * day + ["B"] * day, dtype=object)
@@ -227,25 +246,28 @@ def test_cross_validation_judges_each_fold_at_the_threshold_the_other_fold_chose
     event = np.full(2 * day, -1, dtype=np.int64)
     event[720:726], event[day + 720:day + 726] = 0, 1
     scores = np.full(2 * day, 0.1)
-    scores[720:726], scores[day + 720:day + 726], scores[day + 180] = 0.9, 0.6, 0.7
+    scores[720:726], scores[180], scores[day + 720:day + 726], scores[day + 180] = 0.9, 0.5, 0.6, 0.7
     data = Dataset(np.zeros((2 * day, 1)), scores, (event >= 0).astype(np.int8), t, symbol,
                    np.ones(2 * day, dtype=bool), windows, {"A": (0, (day - 1) * minute), "B": (0, (day - 1) * minute)},
                    event)
     fold = np.repeat([0, 1], day)
     everything = np.ones(2 * day, dtype=bool)
-    # In sample, one threshold at or under 0.6 finds both events for the blip's false alarm.
-    _, in_sample = choose_threshold(data, everything, scores, cooldown_s=300.0)
-    assert (in_sample.detected, in_sample.false_alarms) == (2, 1)
-    # Cross-validated: A's rows alone choose ~0.9 (the highest threshold that finds its event),
-    # which misses B's 0.6; B's rows choose <= 0.6, which finds A's event with no false alarm there.
+    # In sample, thresholds in (0.5, 0.6] find both events for B's blip's false alarm (F1 0.8, the best).
+    thr, in_sample = choose_threshold(data, everything, scores, cooldown_s=300.0)
+    assert (in_sample.detected, in_sample.false_alarms) == (2, 1) and 0.5 < thr <= 0.6
+    # Cross-validated: A's rows alone reach their best F1 on (0.5, 0.9] and choose its middle in
+    # log-odds (~0.75), which misses B's 0.6 and passes under B's blip; B's rows choose the middle of
+    # (0.1, 0.6] (~0.29), which finds A's event and lets A's blip through.
+    assert 0.7 < choose_threshold(data, fold == 0, scores[fold == 0], cooldown_s=300.0)[0] < 0.8
+    assert 0.2 < choose_threshold(data, fold == 1, scores[fold == 1], cooldown_s=300.0)[0] < 0.4
     cv = cross_validated_report(data, scores, fold, cooldown_s=300.0)
-    assert (cv.events, cv.detected, cv.false_alarms) == (2, 1, 0)
-    assert cv.f1 == pytest.approx(2 / 3, abs=1e-4)  # reports round to 4 decimals
+    assert (cv.events, cv.detected, cv.false_alarms) == (2, 1, 1)
+    assert cv.f1 == pytest.approx(0.5, abs=1e-4)  # reports round to 4 decimals
 
 
 def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
     # One symbol-day with one event (0.9) and nothing else above 0.1: alone, the budget of 0.1 a
-    # symbol-day allows any threshold that finds the event; the highest candidate such is just under 0.9.
+    # symbol-day allows any threshold in (0.1, 0.9], which finds the event: the middle in log-odds is ~0.5.
     minute, day = 60_000, 1440
     t = np.arange(day, dtype=np.int64) * minute
     event = np.full(day, -1, dtype=np.int64)
@@ -257,7 +279,7 @@ def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
                    {"A": (0, (day - 1) * minute)}, event)
     everything = np.ones(day, dtype=bool)
     thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.1)
-    assert (rep.detected, rep.false_alarms) == (1, 0) and 0.8 < thr <= 0.9
+    assert (rep.detected, rep.false_alarms) == (1, 0) and 0.4 < thr < 0.6
     # Nine quiet symbol-days (one row a minute), blips of 0.8 on five of them and of 0.95 on two others:
     # two false alarms in ten symbol-days keep to a budget of 0.25 at thresholds above 0.8, which still
     # find the event. Blips of 0.95 on three (0.3 a symbol-day at 0.9) leave no threshold that finds it.
@@ -280,6 +302,8 @@ def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
         thr, rep = choose_threshold(data, everything, scores, cooldown_s=300.0, max_false_alarms_per_symbol_day=0.25,
                                     quiet=alarms)
         assert rep.detected == detected, blips
+        if detected:  # the event's F1 within the budget only on (0.8, 0.9]
+            assert 0.8 < thr <= 0.9
         assert alarms(thr) <= 2  # within the budget, or the fewest false alarms when none is
 
 
