@@ -437,6 +437,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(p.get('delay_median_s'), 1)} | {_fmt(p.get('f1_all'))} | {_paired(row)} | "
             f"{_fmt(n.get('fixed', {}).get('standard'), 1)} | {_fmt(n.get('optimised', {}).get('standard'), 1)} |")
     text = "\n".join(lines) + "\n"
+    if syn.get("shipped"):
+        text += "\nAt the worker's own threshold (and any `--also-at`), not frozen on the calibration seeds:\n\n"
+        for name, row in syn["shipped"].items():
+            p, ci = row["pooled"], row["pooled"].get("ci95", {})
+            text += (f"* {name} at {_thr(row.get('threshold'))}: F1 {_fmt(p['f1'])}{_ci(ci.get('f1'))}, "
+                     f"{_fmt(p['false_alarms_per_symbol_day'], 2)}{_ci(ci.get('false_alarms_per_symbol_day'))} "
+                     f"false alarms / symbol-day, recall {_fmt(p['recall'])}\n")
     if syn.get("equal_false_alarms"):  # absent in results written before it existed
         text += "\n" + frontier.markdown(syn["equal_false_alarms"], syn.get("equal_false_alarms_paired"))
     return text
@@ -477,6 +484,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     shipped: dict[str, Any] = {}
     if pipeline.bundle is not None:
         shipped["ensemble"] = evaluate_method(runs, "ensemble", pipeline.config.alert_threshold, cd)
+        for thr in getattr(args, "also_at", None) or ():  # e.g. another model's threshold on the same scores
+            shipped[f"ensemble@{thr:.10g}"] = evaluate_method(runs, "ensemble", thr, cd)
     rates = []
     for run in runs:
         rep = evaluate(alerts_at(run, lead, thresholds[lead], cd), run.events, run.spans, EPISODE_GAP_S)
@@ -496,6 +505,8 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
                       "calibration": calibration, "methods": results, "shipped": shipped,
                       "equal_false_alarms": frontier.matched(frontiers),
+                      # Every swept point, so any other threshold's figures can be read off later.
+                      "frontiers": {m: [dataclasses.asdict(p) for p in pts] for m, pts in frontiers.items()},
                       "equal_false_alarms_paired": {"lead": lead, "levels": paired_levels}},
     }
     nab_dir = None if args.no_nab else (args.nab or nab_data.locate_nab_dir())
@@ -529,6 +540,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-nab", action="store_true", help="skip the NAB part")
     parser.add_argument("--model-version", default=None, help="model version (default: the worker's, newest)")
     parser.add_argument("--batch-size", type=int, default=None, help="micro-batch size (default: the worker's)")
+    parser.add_argument("--also-at", type=float, nargs="*", default=[],
+                        help="also evaluate the ensemble at these thresholds (e.g. an earlier model's)")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

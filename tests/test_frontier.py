@@ -71,8 +71,12 @@ def test_ablation_markdown_and_plot_carry_the_equal_false_alarm_view(tmp_path: P
                  "other": sweep(runs, "m", 300.0, np.array([0.99]))}
     syn = {"calibration_seed": [3], "eval_seeds": [1, 2], "fa_cap": 0.2, "symbol_days": 2.0, "events": 2,
            "methods": {"m": {"threshold": 0.85, "pooled": {"f1": 0.5, "false_alarms_per_symbol_day": 0.5}}},
-           "equal_false_alarms": frontier.matched(frontiers, levels=(0.0, 1.0))}
+           "equal_false_alarms": frontier.matched(frontiers, levels=(0.0, 1.0)),
+           "shipped": {"ensemble@0.5": {"threshold": 0.5, "pooled": {
+               "f1": 0.8, "recall": 1.0, "false_alarms_per_symbol_day": 0.5,
+               "ci95": {"f1": [0.6, 1.0], "false_alarms_per_symbol_day": [0.0, 1.0]}}}}}
     text = markdown({"synthetic": syn})
+    assert "* ensemble@0.5 at 0.5000: F1 0.800 [0.60, 1.00], 0.50 [0.00, 1.00] false alarms / symbol-day" in text
     assert "Event F1 at equal false-alarm rates" in text
     assert "| m | 0.000 | 0.800 |" in text and "| other | 0.000 | 0.000 |" in text
     frontier.frontier_plot(tmp_path / "frontier.png", frontiers, lead="m")
