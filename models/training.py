@@ -358,11 +358,16 @@ def cross_validated_report(data: Dataset, scores: np.ndarray, fold: np.ndarray, 
     return evaluate(alerts, events, spans)
 
 
-def rule_key(cv: EventReport, in_sample: EventReport, budget: float) -> tuple[float, ...]:
-    """Order of combination rules: cross-validated F1, then its false alarms, then the in-sample figures."""
-    within = in_sample.false_alarms_per_symbol_day <= budget + 1e-9
-    return (cv.f1, -cv.false_alarms_per_symbol_day, in_sample.f1 if within else -1.0,
-            -in_sample.false_alarms_per_symbol_day)
+def rule_key(cv: EventReport, in_sample: EventReport, budget: float,
+             in_sample_false_alarms: float | None = None) -> tuple[float, ...]:
+    """Order of combination rules: cross-validated F1, then its false alarms, then the in-sample figures.
+
+    ``in_sample_false_alarms`` (per symbol-day) replaces the report's when the threshold's budget also
+    counted quiet rows: the rule is then judged on the same false alarms its threshold was.
+    """
+    fa = in_sample.false_alarms_per_symbol_day if in_sample_false_alarms is None else in_sample_false_alarms
+    within = fa <= budget + 1e-9
+    return (cv.f1, -cv.false_alarms_per_symbol_day, in_sample.f1 if within else -1.0, -fa)
 
 
 #: The combination kept unless cross-validation shows another rule clearly better: the stacker
@@ -511,13 +516,16 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         alarms = None if quiet is None or quiet_log_odds is None else QuietAlarms(
             quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()))
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer, quiet=alarms)
-        rep_quiet = {} if alarms is None else {"quiet_false_alarms": alarms(thr),
+        quiet_fa = None if alarms is None else alarms(thr)
+        rep_quiet = {} if alarms is None else {"quiet_false_alarms": quiet_fa,
                                                "quiet_symbol_days": round(alarms.symbol_days, 3)}
         alerts = cross_validated_alerts(data, scores, fold, cooldown_s, budget)
         cv = evaluate(alerts, event_list, spans)
         counts[rule] = symbol_counts(cv, alerts, symbols)
         events[rule] = {"threshold": thr, **rep.summary(), **rep_quiet, "cross_validated": cv.summary()}
-        keys[rule] = rule_key(cv, rep, budget)
+        fa_all = None if alarms is None or quiet_fa is None else (
+            (rep.false_alarms + quiet_fa) / max(rep.symbol_days + alarms.symbol_days, 1e-9))
+        keys[rule] = rule_key(cv, rep, budget, fa_all)
     best = max(COMBINATIONS, key=lambda r: keys[r])
     chosen, versus = choose_rule(best, counts, config.seed)
     bundle.combination, bundle.threshold = chosen, events[chosen]["threshold"]

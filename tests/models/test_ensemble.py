@@ -43,6 +43,7 @@ from models.training import (
     cross_validated_report,
     fit_bundle,
     pick_threshold,
+    rule_key,
 )
 
 T0 = 1_700_000_000_000
@@ -232,6 +233,20 @@ def test_the_threshold_is_the_middle_of_the_best_f1_plateau_within_the_budget() 
     assert over[pick_threshold(over, 0.1)][0] == 0.8
     with pytest.raises(ValueError):
         pick_threshold([], 0.1)
+
+
+def test_a_rule_whose_threshold_breaks_the_budget_with_the_quiet_rows_ranks_below() -> None:
+    from models.evaluation import EventReport
+
+    def report(f1: float, fa: float) -> EventReport:
+        return EventReport(10, 9, 0.9, 9, 9, 1.0, f1, int(fa * 4), 4.0, fa, 1.0, 2.0, ())
+
+    cv = report(0.9, 0.0)
+    # The same cross-validated figures; "a" has the better in-sample F1 with no false alarm on the
+    # training rows, but 0.2 a symbol-day once the quiet rows' are added: over a budget of 0.1.
+    a, b = report(1.0, 0.0), report(0.95, 0.0)
+    assert rule_key(cv, a, 0.1) > rule_key(cv, b, 0.1)
+    assert rule_key(cv, a, 0.1, in_sample_false_alarms=0.2) < rule_key(cv, b, 0.1, in_sample_false_alarms=0.05)
 
 
 def test_cross_validation_judges_each_fold_at_the_threshold_the_other_fold_chose() -> None:
