@@ -223,7 +223,7 @@ def cmd_synth(settings: Settings, args: argparse.Namespace) -> int:
     from app.synth import write_dataset
 
     ticks, labels = write_dataset(args.out, symbols=args.symbols, hours=args.hours, seed=args.seed,
-                                  events_per_day=args.events_per_day)
+                                  events_per_day=args.events_per_day, quiet_fraction=args.quiet_fraction)
     sys.stdout.write(json.dumps({"out": str(args.out), "ticks": ticks, "labels": labels}) + "\n")
     return 0
 
@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--hours", type=float, default=12.0)
     sy.add_argument("--events-per-day", type=float, default=4.0)
     sy.add_argument("--seed", type=int, default=42)
+    sy.add_argument("--quiet-fraction", type=float, default=0.0,
+                    help="share of symbols (of each liquidity class) with no event; the ablation's suite uses 0.25")
     sy.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="broker + worker + synthetic feed; prints alerts")
