@@ -50,7 +50,7 @@ from app import frontier, nab_data
 from app.backtest import bootstrap, replay_alerts
 from app.nab_cmd import CANDIDATES, cooldown_rows, load_profiles, nab_scores, score_corpus_streams, stream
 from app.settings import Settings
-from app.synth import DEFAULT_START_MS
+from app.synth import synthetic_set
 from models import nab
 from models.baselines import random_alarms, rolling_z_scores
 from models.ensemble import COMBINATIONS, MEMBERS
@@ -63,7 +63,7 @@ from models.evaluation import (
     symbol_counts,
 )
 from models.pipeline import Pipeline
-from models.synthetic import default_profiles, generate, quiet_symbols, random_injections
+from models.synthetic import default_profiles
 from models.thresholds import AdaptiveConfig
 from models.training import pick_threshold
 from models.univariate import value_ticks
@@ -122,12 +122,8 @@ def run_seed(pipeline: Pipeline, seed: int, *, symbols: int, hours: float, event
              batch_size: int, quiet_fraction: float = 0.0, progress: bool = True) -> SeedRun:
     """Generate one data set (the ``cryptotrace synth`` recipe) and score it with every method."""
     profiles = default_profiles(symbols, seed=seed)
-    duration = hours * 3600.0
-    injections = random_injections(profiles, start_ms=DEFAULT_START_MS, duration_s=duration, seed=seed,
-                                   per_symbol_day=events_per_day, warmup_s=3600.0,
-                                   quiet=quiet_symbols(profiles, quiet_fraction))
-    batch, labels = generate(profiles, start_ms=DEFAULT_START_MS, duration_s=duration, injections=injections,
-                             seed=seed)
+    batch, labels = synthetic_set(symbols=symbols, hours=hours, seed=seed, events_per_day=events_per_day,
+                                  quiet_fraction=quiet_fraction)
     ticks = list(batch.ticks())
     with tqdm(total=len(ticks), unit="tick", desc=f"seed {seed}", file=sys.stderr, mininterval=2.0,
               disable=not progress) as bar:
