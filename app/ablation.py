@@ -501,8 +501,6 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
                       "calibration": calibration, "methods": results, "shipped": shipped,
                       "equal_false_alarms": frontier.matched(frontiers),
-                      # Every swept point, so any other threshold's figures can be read off later.
-                      "frontiers": {m: [dataclasses.asdict(p) for p in pts] for m, pts in frontiers.items()},
                       "equal_false_alarms_paired": {"lead": lead, "levels": paired_levels}},
     }
     nab_dir = None if args.no_nab else (args.nab or nab_data.locate_nab_dir())
@@ -514,12 +512,14 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY))
     (args.out / "ablation.md").write_text(markdown(result))
     frontier.frontier_plot(args.out / "frontier.png", frontiers, lead)
+    frontier.write_csv(args.out / "frontiers.csv.gz", frontiers)
     return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cryptotrace ablation``."""
-    parser.add_argument("--out", type=Path, required=True, help="output directory (ablation.json, ablation.md)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output directory (ablation.json, .md, frontier.png, frontiers.csv.gz)")
     parser.add_argument("--calibration-seed", type=int, nargs="+", default=[100],
                         help="seed(s) the thresholds are frozen on (several: pooled, symbols kept apart)")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[101, 102], help="evaluation seeds")

@@ -13,6 +13,8 @@ sees (the headline table is).
 
 from __future__ import annotations
 
+import csv
+import gzip
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,30 @@ def best_at(points: Sequence[Point], level: float) -> Point | None:
     if not within:
         return None
     return max(within, key=lambda p: (p.f1, -p.false_alarms_per_symbol_day, p.threshold))
+
+
+_CSV_COLUMNS = ("method", "threshold", "false_alarms_per_symbol_day", "f1", "recall")
+
+
+def write_csv(path: Path, frontiers: Mapping[str, Sequence[Point]]) -> None:
+    """Every swept point of every method (gzipped CSV), so any other threshold can be read off later."""
+    with gzip.open(path, "wt", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(_CSV_COLUMNS)
+        for method, points in frontiers.items():
+            out.writerows((method, repr(p.threshold), round(p.false_alarms_per_symbol_day, 6), round(p.f1, 6),
+                           round(p.recall, 6)) for p in points)
+
+
+def read_csv(path: Path) -> dict[str, list[Point]]:
+    """The frontiers :func:`write_csv` wrote (figures rounded to 6 decimals, thresholds exact)."""
+    frontiers: dict[str, list[Point]] = {}
+    with gzip.open(path, "rt", newline="") as fh:
+        for row in csv.DictReader(fh):
+            frontiers.setdefault(row["method"], []).append(Point(
+                float(row["threshold"]), float(row["false_alarms_per_symbol_day"]), float(row["f1"]),
+                float(row["recall"])))
+    return frontiers
 
 
 def matched(frontiers: Mapping[str, Sequence[Point]], levels: Sequence[float] = LEVELS) -> dict[str, Any]:

@@ -81,6 +81,10 @@ def test_ablation_markdown_and_plot_carry_the_equal_false_alarm_view(tmp_path: P
     assert "| m | 0.000 | 0.800 |" in text and "| other | 0.000 | 0.000 |" in text
     frontier.frontier_plot(tmp_path / "frontier.png", frontiers, lead="m")
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frontier.write_csv(tmp_path / "frontiers.csv.gz", frontiers)
+    assert frontier.read_csv(tmp_path / "frontiers.csv.gz") == {
+        m: [frontier.Point(p.threshold, round(p.false_alarms_per_symbol_day, 6), round(p.f1, 6), round(p.recall, 6))
+            for p in pts] for m, pts in frontiers.items()}
 
 
 def test_paired_differences_at_each_level_use_each_methods_own_best_threshold() -> None:
