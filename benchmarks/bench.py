@@ -162,7 +162,9 @@ class BenchOptions:
                     "sweep": (10, 1_000), "sweep_ticks": min(10_000, max(given.get("ticks") or 30_000, 1_000)),
                     "contenders": tuple(c for c in CONTENDERS if c != "pipeline_stat_only")}
         base.update({k: v for k, v in given.items() if v is not None})
-        opts = cls(out=out, quick=quick, **base)
+        # Absolute: the contenders run with their own run directory as working directory, and the paths
+        # handed to them (status files, logs) must still point here.
+        opts = cls(out=out.resolve(), quick=quick, **base)
         if opts.ticks < 1 or opts.symbols < 1 or opts.rate <= 0 or opts.latency_s <= 0:
             raise ValueError("ticks, symbols, rate and latency seconds must be positive")
         unknown = set(opts.contenders) - set(CONTENDERS)

@@ -21,10 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(240)
-def test_bench_tiny_run_reports_every_contender(tmp_path: Path) -> None:
+def test_bench_tiny_run_reports_every_contender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A relative --out, as the README writes it: the contenders run in their own directories.
+    monkeypatch.chdir(tmp_path)
     out, results = tmp_path / "out", tmp_path / "results"
     code = main([
-        "--out", str(out), "--quick", "--ticks", str(TICKS), "--symbols", "10", "--sweep", "10",
+        "--out", "out", "--quick", "--ticks", str(TICKS), "--symbols", "10", "--sweep", "10",
         "--latency-seconds", "1", "--warmup-seconds", "0.2", "--short-fetch-wait-ms", "0",
         "--results-dir", str(results), "--model-dir", str(ROOT / "artifacts" / "models"),
     ])
