@@ -60,12 +60,12 @@ from models.evaluation import (
     evaluate,
     false_alarm_contexts,
     paired_f1_difference,
+    pick_threshold,
     symbol_counts,
 )
 from models.pipeline import Pipeline
 from models.synthetic import default_profiles
 from models.thresholds import AdaptiveConfig
-from models.training import pick_threshold
 from models.univariate import value_ticks
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def alerts_at(run: SeedRun, method: str, threshold: float, cooldown_s: float,
 
 def calibrate(run: SeedRun, method: str, cooldown_s: float, fa_cap: float,
               candidates: npt.NDArray[np.float64] = CANDIDATES) -> tuple[float, EventReport]:
-    """The threshold :func:`models.training.pick_threshold` takes, at most ``fa_cap`` false alarms per symbol-day."""
+    """The threshold :func:`models.evaluation.pick_threshold` takes, at most ``fa_cap`` false alarms per symbol-day."""
     series = run.series(method)
     points: list[tuple[float, float, float]] = []
     reports: list[EventReport] = []

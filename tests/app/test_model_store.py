@@ -92,12 +92,13 @@ def test_format_1_skops_artifacts_still_load(tmp_path: Path) -> None:
 
 
 def test_a_worker_loads_and_scores_a_model_without_importing_scikit_learn(tmp_path: Path) -> None:
-    """What keeps a worker's RSS down: neither scikit-learn nor SciPy is imported to load or score."""
+    """What keeps a worker's RSS down: neither scikit-learn nor SciPy is imported to start, load or score."""
     path = save_bundle(_bundle(), tmp_path)
     code = (
         "import sys, numpy as np\n"
         "from pathlib import Path\n"
-        "import app.factory, app.processor, app.web\n"
+        "import app.cli, app.factory, app.processor, app.web\n"
+        "app.cli.build_parser()  # what `cryptotrace worker` runs first: every subcommand's arguments\n"
         "from app.model_store import load_bundle\n"
         f"b = load_bundle(Path({str(tmp_path)!r}), {path.name!r})\n"
         f"b.score_batch(np.zeros((3, {WIDTH})), np.full(3, 0.5))\n"

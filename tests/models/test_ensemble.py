@@ -31,6 +31,7 @@ from models.ensemble import (
     stat_logit,
     verdicts,
 )
+from models.evaluation import pick_threshold
 from models.synthetic import Label, SymbolProfile, generate, random_injections
 from models.training import (
     Dataset,
@@ -42,7 +43,6 @@ from models.training import (
     choose_threshold,
     cross_validated_report,
     fit_bundle,
-    pick_threshold,
     rule_key,
 )
 
