@@ -60,7 +60,7 @@ from models.evaluation import (
     evaluate,
     false_alarm_contexts,
     paired_f1_difference,
-    pick_threshold,
+    sweep_and_pick,
     symbol_counts,
 )
 from models.pipeline import Pipeline
@@ -202,18 +202,12 @@ def calibrate(run: SeedRun, method: str, cooldown_s: float, fa_cap: float,
               candidates: npt.NDArray[np.float64] = CANDIDATES) -> tuple[float, EventReport]:
     """The threshold :func:`models.evaluation.pick_threshold` takes, at most ``fa_cap`` false alarms per symbol-day."""
     series = run.series(method)
-    points: list[tuple[float, float, float]] = []
-    reports: list[EventReport] = []
-    over = 0
-    for thr in sorted(candidates.tolist(), reverse=True):
+
+    def figures(thr: float) -> tuple[float, float, EventReport]:
         rep = evaluate(alerts_at(run, method, thr, cooldown_s, series), run.events, run.spans, EPISODE_GAP_S)
-        points.append((float(thr), rep.f1, rep.false_alarms_per_symbol_day))
-        reports.append(rep)
-        over = 0 if rep.false_alarms_per_symbol_day <= fa_cap + 1e-9 else over + 1
-        if over >= PAST_CAP_POINTS:
-            break
-    i = pick_threshold(points, fa_cap)
-    return points[i][0], reports[i]
+        return rep.f1, rep.false_alarms_per_symbol_day, rep
+
+    return sweep_and_pick(candidates.tolist(), figures, fa_cap, PAST_CAP_POINTS)
 
 
 def sweep(runs: Sequence[SeedRun], method: str, cooldown_s: float,

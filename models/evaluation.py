@@ -16,8 +16,9 @@ Never point-adjusted: a window is credited only for an episode that *starts* ins
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -235,3 +236,26 @@ def pick_threshold(points: Sequence[tuple[float, float, float]], budget: float) 
     best = max(points[i][1] for i in within)
     plateau = [i for i in within if points[i][1] == best]
     return plateau[(len(plateau) - 1) // 2]
+
+
+R = TypeVar("R")
+
+
+def sweep_and_pick(candidates: Iterable[float], figures: Callable[[float], tuple[float, float, R]], budget: float,
+                   patience: int) -> tuple[float, R]:
+    """The threshold :func:`pick_threshold` takes, and its report, over ``figures(threshold)`` = (F1, false alarms
+    per symbol-day, report). Candidates are tried from the highest down; the sweep stops once ``patience`` of
+    them in a row are over the budget (false alarms only grow as the threshold falls, up to episodes merging).
+    """
+    points: list[tuple[float, float, float]] = []
+    reports: list[R] = []
+    over = 0
+    for thr in sorted(candidates, reverse=True):
+        f1, fa, report = figures(float(thr))
+        points.append((float(thr), f1, fa))
+        reports.append(report)
+        over = 0 if fa <= budget + 1e-9 else over + 1
+        if over >= patience:
+            break
+    i = pick_threshold(points, budget)
+    return points[i][0], reports[i]

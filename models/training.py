@@ -46,7 +46,7 @@ from models.evaluation import (
     cooldown_alert_times,
     evaluate,
     paired_f1_difference,
-    pick_threshold,
+    sweep_and_pick,
     symbol_counts,
 )
 from models.forests import compile_forest
@@ -271,9 +271,18 @@ class QuietAlarms:
         self.scores = scores[keep]
         self.spans = quiet.spans
         self.symbol_days = evaluate([], [], quiet.spans).symbol_days
+        self._counts: dict[float, int] = {}
 
     def __call__(self, threshold: float) -> int:
-        return evaluate(self.replayer.alerts(self.scores, threshold), [], self.spans).false_alarms
+        count = self._counts.get(threshold)
+        if count is None:  # the threshold choice and the training report ask for the same thresholds
+            count = self._counts[threshold] = evaluate(
+                self.replayer.alerts(self.scores, threshold), [], self.spans).false_alarms
+        return count
+
+    def rate_with(self, report: EventReport, threshold: float) -> float:
+        """False alarms per symbol-day of ``report``'s rows and these quiet rows together, at ``threshold``."""
+        return (report.false_alarms + self(threshold)) / max(report.symbol_days + self.symbol_days, 1e-9)
 
 
 #: Candidate thresholds: calibrated scores crowd near 0 and 1, so search on the logit scale.
@@ -285,7 +294,7 @@ def choose_threshold(
     max_false_alarms_per_symbol_day: float = math.inf, candidates: np.ndarray = CANDIDATES,
     replayer: _Replayer | None = None, quiet: QuietAlarms | None = None,
 ) -> tuple[float, EventReport]:
-    """The alert threshold on the masked rows: :func:`pick_threshold` over the candidates' event figures.
+    """The alert threshold on the masked rows: :func:`models.evaluation.pick_threshold` over the candidates.
 
     Chosen by evaluation, as the alert decision is made per event, not per row. ``scores`` holds the
     masked rows' scores. Candidates are tried from the highest down; the search stops once a whole logit
@@ -295,21 +304,13 @@ def choose_threshold(
     """
     events, spans = _events_and_spans(data, mask)
     replayer = replayer or _Replayer(data.symbol[mask], data.t[mask], cooldown_s)
-    points: list[tuple[float, float, float]] = []
-    reports: list[EventReport] = []
-    over = 0
-    for thr in sorted(candidates.tolist(), reverse=True):
-        report = evaluate(replayer.alerts(scores, float(thr)), events, spans)
-        fa = report.false_alarms_per_symbol_day
-        if quiet is not None:
-            fa = (report.false_alarms + quiet(float(thr))) / max(report.symbol_days + quiet.symbol_days, 1e-9)
-        points.append((float(thr), report.f1, fa))
-        reports.append(report)
-        over = 0 if fa <= max_false_alarms_per_symbol_day + 1e-9 else over + 1
-        if over >= 8:
-            break
-    i = pick_threshold(points, max_false_alarms_per_symbol_day)
-    return points[i][0], reports[i]
+
+    def figures(thr: float) -> tuple[float, float, EventReport]:
+        report = evaluate(replayer.alerts(scores, thr), events, spans)
+        fa = report.false_alarms_per_symbol_day if quiet is None else quiet.rate_with(report, thr)
+        return report.f1, fa, report
+
+    return sweep_and_pick(candidates.tolist(), figures, max_false_alarms_per_symbol_day, patience=8)
 
 
 def cross_validated_alerts(data: Dataset, scores: np.ndarray, fold: np.ndarray, cooldown_s: float,
@@ -496,16 +497,13 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         alarms = None if quiet is None or quiet_log_odds is None else QuietAlarms(
             quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()))
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer, quiet=alarms)
-        quiet_fa = None if alarms is None else alarms(thr)
-        rep_quiet = {} if alarms is None else {"quiet_false_alarms": quiet_fa,
+        rep_quiet = {} if alarms is None else {"quiet_false_alarms": alarms(thr),
                                                "quiet_symbol_days": round(alarms.symbol_days, 3)}
         alerts = cross_validated_alerts(data, scores, fold, cooldown_s, budget)
         cv = evaluate(alerts, event_list, spans)
         counts[rule] = symbol_counts(cv, alerts, symbols)
         events[rule] = {"threshold": thr, **rep.summary(), **rep_quiet, "cross_validated": cv.summary()}
-        fa_all = None if alarms is None or quiet_fa is None else (
-            (rep.false_alarms + quiet_fa) / max(rep.symbol_days + alarms.symbol_days, 1e-9))
-        keys[rule] = rule_key(cv, rep, budget, fa_all)
+        keys[rule] = rule_key(cv, rep, budget, None if alarms is None else alarms.rate_with(rep, thr))
     best = max(COMBINATIONS, key=lambda r: keys[r])
     chosen, versus = choose_rule(best, counts, config.seed)
     bundle.combination, bundle.threshold = chosen, events[chosen]["threshold"]

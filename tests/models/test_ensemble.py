@@ -31,7 +31,7 @@ from models.ensemble import (
     stat_logit,
     verdicts,
 )
-from models.evaluation import pick_threshold
+from models.evaluation import pick_threshold, sweep_and_pick
 from models.synthetic import Label, SymbolProfile, generate, random_injections
 from models.training import (
     Dataset,
@@ -233,6 +233,19 @@ def test_the_threshold_is_the_middle_of_the_best_f1_plateau_within_the_budget() 
     assert over[pick_threshold(over, 0.1)][0] == 0.8
     with pytest.raises(ValueError):
         pick_threshold([], 0.1)
+
+
+def test_the_sweep_stops_after_patience_points_over_the_budget() -> None:
+    # F1 0.5 within the budget at 0.9 and 0.8; over it from 0.7 down, where F1 would be 1.0.
+    asked: list[float] = []
+
+    def figures(thr: float) -> tuple[float, float, str]:
+        asked.append(thr)
+        return (0.5, 0.0, f"r{thr}") if thr >= 0.8 else (1.0, 0.5, f"r{thr}")
+
+    thr, report = sweep_and_pick([0.5, 0.9, 0.7, 0.8, 0.6, 0.4], figures, budget=0.1, patience=2)
+    assert asked == [0.9, 0.8, 0.7, 0.6]  # highest first; two over the budget in a row end it
+    assert (thr, report) == (0.9, "r0.9")  # the plateau 0.9, 0.8: the higher of its two middles
 
 
 def test_a_rule_whose_threshold_breaks_the_budget_with_the_quiet_rows_ranks_below() -> None:
