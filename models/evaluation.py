@@ -259,3 +259,23 @@ def sweep_and_pick(candidates: Iterable[float], figures: Callable[[float], tuple
             break
     i = pick_threshold(points, budget)
     return points[i][0], reports[i]
+
+
+def activity_multiple(times: np.ndarray, start_ms: int, end_ms: int, before_ms: int = 3_600_000) -> float | None:
+    """Trades per second inside ``[start_ms, end_ms]`` over those of the ``before_ms`` before it.
+
+    ``times``: one symbol's trade times, sorted. What a volume-based manipulation looks like next to its
+    symbol's usual activity (a miss at a multiple of 6 says something else than one at 50). None when
+    the window is empty or nothing traded before it.
+
+    Examples
+    --------
+    >>> activity_multiple(np.array([0, 1_000, 2_000, 3_000, 3_500, 3_600]), 3_000, 4_000, before_ms=3_000)
+    3.0
+    """
+    a, b = (int(i) for i in np.searchsorted(times, [start_ms - before_ms, start_ms], side="left"))
+    inside = int(np.searchsorted(times, end_ms, side="right") - b)
+    span_s = (end_ms - start_ms) / 1000.0
+    if b <= a or span_s <= 0:
+        return None
+    return float((inside / span_s) / ((b - a) / (before_ms / 1000.0)))

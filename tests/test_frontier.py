@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app import frontier
-from app.ablation import SeedRun, counts_at, markdown, paired_at_levels, sweep
+from app.ablation import SeedRun, counts_at, evaluate_method, markdown, paired_at_levels, sweep
 from models.evaluation import Event
 
 MINUTE = 60_000
@@ -103,3 +103,15 @@ def test_paired_differences_at_each_level_use_each_methods_own_best_threshold() 
     assert set(paired["1"]) == {"n"}  # the lead is not compared with itself
     text = frontier.markdown(frontier.matched(frontiers, levels=(0.0, 1.0)), {"lead": "m", "levels": paired})
     assert "| n | 0.667 (-0.667 [" in text and "in brackets m's F1 minus the method's" in text
+
+
+def test_a_missed_event_is_listed_with_its_length_activity_and_peak_score() -> None:
+    runs = [_run(1, 0.9, None), _run(2, 0.6, None)]
+    result = evaluate_method(runs, "m", 0.8, 300.0, resamples=10)
+    assert result["pooled"]["recall"] == 0.5
+    # One trade a minute throughout: 21 trades in the 20-minute window (both ends in it), 60 in the hour before.
+    assert result["missed"] == [{"seed": 2, "symbol": "A", "scenario": "pump_and_dump", "start_ms": 600 * MINUTE,
+                                 "duration_s": 1200.0, "trade_rate_multiple": 1.05, "peak_score": 0.6}]
+    syn = {"calibration_seed": [3], "eval_seeds": [1, 2], "fa_cap": 0.2, "symbol_days": 2.0, "events": 2,
+           "methods": {}, "shipped": {"ensemble": result}}
+    assert "recall 0.500; missed: pump_and_dump x1.1 trades over 1200 s\n" in markdown({"synthetic": syn})
