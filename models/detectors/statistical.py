@@ -68,64 +68,20 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _hourly_trade_rate(features: Features) -> float:
-    """The feature engine's hourly trade rate (trades/s), from the minute rate and their log ratio."""
-    log_ratio = features.trade_rate_ratio
-    return features.trade_rate * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))
-
-
-def _wash_log_multiple(prior_per_s: float, features: Features, guarded_hourly: float = math.nan) -> float:
+def _wash_log_multiple(prior_per_s: float, features: Features) -> float:
     """Log of min(trade-rate multiple, volume multiple), last minute over the hour; nan when unknown.
 
     The trade multiple adds ``prior_per_s`` trades/s to both rates, so a handful of trades on a
-    quiet symbol is no multiple; ``volume_ratio`` is a log of volumes already. ``guarded_hourly``:
-    the hourly trade rate of the guard band's far end (StatisticalConfig.wash_guard_s), taken
-    instead of the current one when known; the hourly volume moves in the same proportion.
+    quiet symbol is no multiple; ``volume_ratio`` is a log of volumes already.
     """
     fast, log_ratio, volume = features.trade_rate, features.trade_rate_ratio, features.volume_ratio
     if not (fast >= 0.0 and log_ratio == log_ratio and volume == volume):  # also false for nan
         return math.nan
-    slow = _hourly_trade_rate(features)
+    slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))  # the ratio is a log of rates
     if fast + prior_per_s <= 0.0 or slow + prior_per_s <= 0.0:
         return math.nan  # no rate at all and no prior: no multiple
-    if guarded_hourly >= 0.0:  # also false for nan
-        volume += math.log((slow + prior_per_s) / (guarded_hourly + prior_per_s))
-        slow = guarded_hourly
     trades = math.log((fast + prior_per_s) / (slow + prior_per_s))
     return trades if trades < volume else volume
-
-
-class HourlyRateLag:
-    """The engine's hourly trade rate as it was ``guard_ms`` ago: one sample per minute, a few kept.
-
-    ``at(t)`` is the newest sample taken at or before ``t - guard_ms`` (nan when there is none: a new
-    symbol, or a gap longer than the guard, after which the current rate is the better reference).
-    """
-
-    __slots__ = ("guard_ms", "samples")
-
-    def __init__(self, guard_ms: int) -> None:
-        self.guard_ms = guard_ms
-        self.samples: list[list[float]] = []  # [t_ms, rate], oldest first
-
-    def learn(self, t_ms: int, rate: float) -> None:
-        samples = self.samples
-        if samples and t_ms // 60_000 == int(samples[-1][0]) // 60_000:
-            return  # one sample a minute
-        if not rate >= 0.0:  # also for nan
-            return
-        samples.append([float(t_ms), rate])
-        # Keep the newest sample at or before the guard's far end, and everything after it.
-        limit = t_ms - self.guard_ms
-        while len(samples) > 1 and samples[1][0] <= limit:
-            del samples[0]
-
-    def at(self, t_ms: int) -> float:
-        limit = t_ms - self.guard_ms
-        for ts, rate in reversed(self.samples):
-            if ts <= limit:
-                return rate if limit - ts <= 60_000 + self.guard_ms else math.nan
-        return math.nan
 
 
 class Baseline:
@@ -193,14 +149,6 @@ class StatisticalConfig:
     wash_multiple: float = 7.0
     wash_width: float = 0.25
     wash_prior_per_s: float = 0.05
-    # The hourly rates are those of ``wash_guard_s`` ago (a guard band, as in CFAR radar detectors: the
-    # cells next to the one under test stay out of the noise estimate, or a wide target raises its own
-    # threshold). The feature engine's hourly rate learns the last minutes too: ten minutes of trading
-    # at 9x raise it, and the multiple peaks at ~6 two minutes in, under the rule's 7; wash trading at
-    # 6-11x was most of what the ensemble missed (ablation of seeds 2102-2109). Five minutes of guard
-    # let the minute rate fill first (time constant 60 s); a lasting change of activity stops counting
-    # ~2 minutes after the guard has passed, so a regime shift does not alarm for long. 0 = no guard.
-    wash_guard_s: float = 300.0
     protect_threshold: float = 0.5
     # Stale price: a run of unchanged prices this rare scores 0.5 (flat_surprise, e-folds below
     # once a symbol-day: ln 1e6 = a run expected once in a million symbol-days if repeats were
@@ -222,8 +170,6 @@ class StatisticalConfig:
             raise ValueError(f"clip_sigma must be > 0, got {self.clip_sigma}")
         if self.novelty_window_s < 0:
             raise ValueError(f"novelty_window_s must be >= 0, got {self.novelty_window_s}")
-        if self.wash_guard_s < 0:
-            raise ValueError(f"wash_guard_s must be >= 0, got {self.wash_guard_s}")
         if self.wash_multiple <= 1.0 or self.wash_width <= 0 or self.wash_prior_per_s < 0:
             raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
                              f"{self.wash_width}, {self.wash_prior_per_s}")
@@ -286,8 +232,6 @@ class StatisticalDetector:
         self.config = config or StatisticalConfig()
         self._log_wash_multiple = math.log(self.config.wash_multiple)  # once, not per tick
         self.baselines = [Baseline(self.config.baseline_tau_s) for _ in MONITORED]
-        guard_ms = int(self.config.wash_guard_s * 1000)
-        self.hourly_lag = HourlyRateLag(guard_ms) if guard_ms > 0 else None
         self.learned = 0
         self.novelty = self._new_novelty(self.config)
 
@@ -361,9 +305,7 @@ class StatisticalDetector:
             best, rule = excess, "volume_burst"
         # Volume without price: only while price and volatility stay within pump_z sigma (a moving
         # price is the pump and lone price rules' to judge).
-        lag = self.hourly_lag
-        wash = _wash_log_multiple(cfg.wash_prior_per_s, features,
-                                  lag.at(features.timestamp) if lag is not None else math.nan)
+        wash = _wash_log_multiple(cfg.wash_prior_per_s, features)
         if wash != wash:
             wash = 0.0  # unknown: no rule, a neutral model input
         elif abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z:
@@ -409,9 +351,6 @@ class StatisticalDetector:
             surprise = features.flat_surprise
             stats.append(surprise if features.flat_trades >= cfg.min_flat_trades and surprise == surprise else EMPTY)
             novelty.push(t, stats)
-        lag = self.hourly_lag
-        if lag is not None:  # every tick, flagged or not: a lag of the engine's rate, not a baseline
-            lag.learn(t, _hourly_trade_rate(features))
         if result.active and (result.score >= cfg.protect_threshold or result.protected):
             return
         min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
@@ -452,8 +391,6 @@ class StatisticalDetector:
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"n": self.learned, "b": [b.to_state() for b in self.baselines]}
-        if self.hourly_lag is not None:
-            state["h"] = [list(x) for x in self.hourly_lag.samples]
         if self.novelty is not None:
             state["x"] = self.novelty.to_state()
         return state
@@ -463,8 +400,6 @@ class StatisticalDetector:
         det = cls(config)
         det.learned = int(state["n"])
         det.baselines = [Baseline.from_state(b) for b in state["b"]]
-        if det.hourly_lag is not None and isinstance(state.get("h"), list):  # older states: no samples yet
-            det.hourly_lag.samples = [[float(ts), float(rate)] for ts, rate in state["h"]]
         novelty = det.novelty
         if novelty is not None and isinstance(state.get("x"), dict):  # older states: an empty window
             det.novelty = NoveltyWindow.from_state(state["x"], novelty.features, novelty.window_ms, novelty.n_buckets)

@@ -115,40 +115,19 @@ def brute_limits(det: StatisticalDetector, t: int, history: History) -> list[flo
     return [max([math.ceil(v[i] * QUANTUM) / QUANTUM for v in inside], default=EMPTY) for i in channels]
 
 
-Samples = list[tuple[int, float]]  # (time, engine's hourly trade rate) of each minute's first learned tick
-
-
-def plain_hourly(features: Features) -> float:
-    return features.trade_rate * math.exp(-max(features.trade_rate_ratio, -50.0))
-
-
-def plain_guarded_hourly(cfg: StatisticalConfig, samples: Samples, t: int) -> float | None:
-    """The hourly rate of the newest sample at least the guard old, if not older than guard + 1 min more."""
-    guard = int(cfg.wash_guard_s * 1000)
-    past = [(ts, rate) for ts, rate in samples if ts <= t - guard]
-    if guard <= 0 or not past or t - guard - past[-1][0] > 60_000 + guard:
-        return None
-    return past[-1][1]
-
-
-def plain_wash_multiple(cfg: StatisticalConfig, features: Features, samples: Samples) -> float | None:
+def plain_wash_multiple(cfg: StatisticalConfig, features: Features) -> float | None:
     """log of min(trade multiple, volume multiple), the rates with the prior added; None if unknown."""
     inputs = (features.trade_rate, features.trade_rate_ratio, features.volume_ratio)
     if any(math.isnan(x) for x in inputs) or features.trade_rate < 0:
         return None
-    slow = plain_hourly(features)
+    slow = features.trade_rate * math.exp(-max(features.trade_rate_ratio, -50.0))
     if min(features.trade_rate, slow) + cfg.wash_prior_per_s <= 0:
         return None
-    volume = features.volume_ratio  # a log already
-    guarded = plain_guarded_hourly(cfg, samples, features.timestamp)
-    if guarded is not None:  # the hourly volume moves with the hourly trade rate
-        volume += math.log((slow + cfg.wash_prior_per_s) / (guarded + cfg.wash_prior_per_s))
-        slow = guarded
     trades_multiple = (features.trade_rate + cfg.wash_prior_per_s) / (slow + cfg.wash_prior_per_s)
-    return min(math.log(trades_multiple), volume)
+    return min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
 
 
-def plain_score(det: StatisticalDetector, features: Features, history: History, samples: Samples) -> StatResult:
+def plain_score(det: StatisticalDetector, features: Features, history: History) -> StatResult:
     """score_one_raw as first written (a getattr, a strict zip and a builtin min per feature),
     plus the novelty gate from a brute-force history."""
     cfg = det.config
@@ -192,7 +171,7 @@ def plain_score(det: StatisticalDetector, features: Features, history: History, 
         excess = (joint - centre) / width
         if excess > best:
             best, rule = excess, name
-    wash = plain_wash_multiple(cfg, features, samples)
+    wash = plain_wash_multiple(cfg, features)
     price_moved = max(abs(zs[0]), zs[5]) >= cfg.pump_z
     if wash is not None and not price_moved:
         excess = (wash - math.log(cfg.wash_multiple)) / cfg.wash_width
@@ -218,15 +197,9 @@ def _record(history: History, bucket: int, stats: list[float]) -> None:
     history[bucket] = [max(a, b) for a, b in zip(old, stats, strict=True)]
 
 
-def plain_learn(det: StatisticalDetector, features: Features, result: StatResult, history: History,
-                samples: Samples) -> None:
-    """learn_one as first written: Baseline.update per known value; the tick joins the history, and the
-    first tick of each minute with a known hourly rate joins the samples."""
+def plain_learn(det: StatisticalDetector, features: Features, result: StatResult, history: History) -> None:
+    """learn_one as first written: Baseline.update per known value; the tick joins the history."""
     cfg = det.config
-    hourly = plain_hourly(features) if not math.isnan(features.trade_rate_ratio) else math.nan
-    if not math.isnan(hourly) and hourly >= 0 and (
-            not samples or samples[-1][0] // 60_000 != features.timestamp // 60_000):
-        samples.append((features.timestamp, hourly))
     if cfg.novelty_window_s > 0:
         bucket_ms = int(cfg.novelty_window_s * 1000) // cfg.novelty_buckets
         surprise = features.flat_surprise
@@ -260,25 +233,24 @@ def test_statistical_layer_matches_the_plain_version(config: StatisticalConfig) 
     fast: dict[str, StatisticalDetector] = {}
     plain: dict[str, StatisticalDetector] = {}
     histories: dict[str, History] = {}
-    samples: dict[str, Samples] = {}
     gated = 0
     for k, tick in enumerate(batch.ticks()):
         if tick.symbol not in engines:
             engines[tick.symbol] = FeatureEngine(tick.symbol)
             fast[tick.symbol], plain[tick.symbol] = StatisticalDetector(config), StatisticalDetector(config)
-            histories[tick.symbol], samples[tick.symbol] = {}, []
+            histories[tick.symbol] = {}
         f = engines[tick.symbol].update(tick)
         if k % 50 == 0:  # now and then a wild value, so protection and clipping are exercised
             f = dataclasses.replace(f, volume_ratio=float(rng.normal(0.0, 20.0)), price_change_pct=math.nan)
-        history, minutes = histories[tick.symbol], samples[tick.symbol]
-        got, want = fast[tick.symbol].score_one_raw(f), plain_score(plain[tick.symbol], f, history, minutes)
+        history = histories[tick.symbol]
+        got, want = fast[tick.symbol].score_one_raw(f), plain_score(plain[tick.symbol], f, history)
         assert repr(got) == repr(want)
         det = fast[tick.symbol]
         if det.novelty is not None:
             assert det.novelty.limits(f.timestamp) == brute_limits(det, f.timestamp, history)
             gated += got.protected
         det.learn_one(f, got)
-        plain_learn(plain[tick.symbol], f, want, history, minutes)
+        plain_learn(plain[tick.symbol], f, want, history)
         got_state, want_state = det.to_state(), plain[tick.symbol].to_state()
         assert repr((got_state["n"], got_state["b"])) == repr((want_state["n"], want_state["b"]))
         # to_state/from_state keeps the window: the restored detector scores the next tick alike.
