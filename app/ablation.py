@@ -418,7 +418,7 @@ def _paired(row: dict[str, Any]) -> str:
 
 
 def _misses(missed: list[dict[str, Any]] | None) -> str:
-    """'; missed: wash trading x6.1 over 649 s, ...' (absent in results written before it existed)."""
+    """'; missed: volume_spike_flat x6.1 trades over 649 s, ...' (absent in results written before it existed)."""
     if not missed:
         return ""
     def one(m: dict[str, Any]) -> str:
