@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -94,12 +95,22 @@ class SeedRun:
     events_all: list[Event]  # including regime shifts
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def rows(self) -> dict[str, npt.NDArray[np.intp]]:
+        """Each symbol's row indices, in time order: found once per run, not once per method and threshold
+        (a mask over the object array of symbols costs ~25 ms for a 2-million-tick run)."""
+        order = np.argsort(self.symbols.astype(str), kind="stable")
+        names = self.symbols[order]
+        cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
+        return {str(names[a]): order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)}
+
     def series(self, method: str) -> Series:
         out: Series = {}
         s = self.scores[method]
+        empty = np.zeros(0, dtype=np.intp)
         for sym in sorted(self.spans):
-            m = self.symbols == sym
-            out[sym] = (self.times[m], self.prices[m], s[m])
+            idx = self.rows.get(sym, empty)
+            out[sym] = (self.times[idx], self.prices[idx], s[idx])
         return out
 
 
@@ -319,7 +330,7 @@ def evaluate_method(runs: Sequence[SeedRun], method: str, threshold: float, cool
 def missed_event(run: SeedRun, method: str, event: Event) -> dict[str, Any]:
     """A missed manipulation event with what tells misses apart: its length, the symbol's trade-rate
     multiple in it (:func:`~models.evaluation.activity_multiple`) and the method's peak score in it."""
-    mine = run.symbols == event.symbol
+    mine = run.rows.get(event.symbol, np.zeros(0, dtype=np.intp))
     times = run.times[mine]
     inside = (times >= event.start_ms) & (times <= event.end_ms)
     multiple = activity_multiple(times, event.start_ms, event.end_ms)

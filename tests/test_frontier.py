@@ -115,3 +115,18 @@ def test_a_missed_event_is_listed_with_its_length_activity_and_peak_score() -> N
     syn = {"calibration_seed": [3], "eval_seeds": [1, 2], "fa_cap": 0.2, "symbol_days": 2.0, "events": 2,
            "methods": {}, "shipped": {"ensemble": result}}
     assert "recall 0.500; missed: pump_and_dump x1.1 trades over 1200 s\n" in markdown({"synthetic": syn})
+
+
+def test_a_runs_series_are_each_symbols_rows_in_time_order() -> None:
+    rng = np.random.default_rng(0)
+    symbols = rng.choice(np.array(["A", "B", "C"], dtype=object), size=500)
+    times = np.arange(500, dtype=np.int64) * 1000
+    scores = rng.random(500)
+    run = SeedRun(1, {"m": scores}, symbols, times, times * 0.5, [], [],
+                  {s: (0, 499_000) for s in ("A", "B", "C", "D")})  # D has a span but no row
+    series = run.series("m")
+    for sym in ("A", "B", "C"):
+        mask = symbols == sym
+        for got, want in zip(series[sym], (times[mask], times[mask] * 0.5, scores[mask]), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert all(len(a) == 0 for a in series["D"])
