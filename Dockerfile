@@ -8,13 +8,18 @@ FROM python:3.11-slim AS build
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY app ./app
 COPY agents ./agents
 COPY models ./models
 # Listed as a package in pyproject.toml (the `cryptotrace bench` command): the build needs it.
 COPY benchmarks ./benchmarks
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
+# The package itself again, with the per-tick core compiled by mypyc (setup.py, models/_native.py):
+# a platform wheel that replaces the pure one. mypy is a build tool here, not a runtime dependency.
+RUN pip install --no-cache-dir -c constraints.txt "setuptools>=77" wheel mypy \
+ && rm /wheels/cryptotrace-*.whl \
+ && CRYPTOTRACE_COMPILE=1 pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --gid 10001 cryptotrace && useradd --create-home --uid 10001 --gid 10001 cryptotrace

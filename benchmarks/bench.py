@@ -115,6 +115,7 @@ from app.broker import EmbeddedBroker, free_port
 from app.topics import ensure_topics
 from benchmarks import measure, workload
 from benchmarks.measure import OwnProc, Proc, Sampler, SystemSampler, WorkerProc, percentiles
+from models._native import core_kind
 
 logger = logging.getLogger("cryptotrace.bench")
 
@@ -215,6 +216,8 @@ def machine_info(broker_bin: str | None = None) -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
         "platform": platform.platform(), "versions": _versions(),
         "broker": Path(broker_bin).name if broker_bin else "tansu",
+        # What the workers run: they import the same tree with the same environment.
+        "core": core_kind(),
     }
 
 

@@ -36,7 +36,12 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
     >>> make = fast_constructor(P)
     >>> make(1.0, 2.0) == P(1.0, 2.0), type(make(1.0, 2.0)) is P
     (True, True)
+
+    A class compiled by mypyc (see :mod:`models._native`) is returned as it is: its constructor
+    is already a C function that stores the fields directly.
     """
+    if "__mypyc_attrs__" in cls.__dict__:
+        return cls
     if not dataclasses.is_dataclass(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__}: fast_constructor needs a slotted dataclass")
     fields = dataclasses.fields(cls)
@@ -57,3 +62,21 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
     make.__qualname__ = make.__name__ = f"new_{cls.__name__}"
     make.__doc__ = f"Positional constructor of {cls.__name__}, equal to {cls.__name__}(*values) (models._fastinit)."
     return make
+
+
+def field_values(obj: Any) -> tuple[Any, ...]:
+    """A dataclass instance's field values in field order: what its ``__reduce__`` rebuilds it from.
+
+    The frozen dataclasses of the core define ``__reduce__`` as ``(cls, field_values(self))``.
+    Compiled by mypyc (:mod:`models._native`), the default copy and pickle path restores an
+    instance field by field through ``setattr``, which a frozen class refuses; calling the
+    constructor works the same compiled or not.
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class P:
+    ...     x: float
+    ...     y: float
+    >>> field_values(P(1.0, 2.0))
+    (1.0, 2.0)
+    """
+    return tuple(getattr(obj, f.name) for f in dataclasses.fields(obj))

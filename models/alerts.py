@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from models._fastinit import field_values
 from models.detectors.statistical import MONITORED, StatResult
 from models.ensemble import Verdict
 from models.features import Features
@@ -82,6 +83,9 @@ class Alert:
             "indicators": self.indicators,
             "model_version": self.model_version,
         }
+
+    def __reduce__(self) -> tuple[type[Alert], tuple[Any, ...]]:
+        return Alert, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 _INDICATORS = ("rsi", "macd", "bollinger_position", "moving_avg_ratio", "volatility", "price_change_pct")

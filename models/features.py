@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from models._fastinit import fast_constructor
+from models._fastinit import fast_constructor, field_values
 from models.indicators import EMA, MACD, DecayingRate, Lag, RollingMeanStd, WilderRSI
 from models.ticks import Tick
 
@@ -88,6 +88,9 @@ class FeatureConfig:
         if not self.bar_seconds <= self.fill_gap_s <= self.max_gap_s:
             raise ValueError("need bar_seconds <= fill_gap_s <= max_gap_s")
 
+    def __reduce__(self) -> tuple[type[FeatureConfig], tuple[Any, ...]]:
+        return FeatureConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
+
 
 @dataclass(frozen=True, slots=True)
 class Features:
@@ -122,6 +125,9 @@ class Features:
 
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in FEATURE_NAMES}
+
+    def __reduce__(self) -> tuple[type[Features], tuple[Any, ...]]:
+        return Features, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 #: ``_new_features(*values in field order)`` is ``Features(*values)``, about 3x cheaper (see models._fastinit).

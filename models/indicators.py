@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
-from typing import Any, Self
+from typing import Any, Self, SupportsFloat, SupportsIndex
 
 __all__ = [
     "EMA",
@@ -47,15 +47,20 @@ __all__ = [
 State = list[float | int | None]
 
 
+# Constructor parameters are typed SupportsIndex / SupportsFloat rather than int / float: these
+# checks accept numpy scalars and turn anything else into a ValueError, while compiled (mypyc,
+# models._native) an ``int`` or ``float`` annotation would be enforced first, as a TypeError.
 def _check_int(name: str, value: object, minimum: int) -> int:
     # bool is an int subclass, but ``EMA(span=True)`` is certainly a bug. ValueError
     # rather than TypeError: the contract is one exception type for any bad parameter.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")  # noqa: TRY004
-    if value < minimum:
+    # int() first, so that numpy integers never leak into the JSON state (nor a numpy bool into
+    # the comparison, which compiled code would refuse).
+    number = int(value)
+    if number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    # int() so that numpy integers never leak into the JSON state.
-    return int(value)
+    return number
 
 
 def _check_tau(name: str, value: object) -> float:
@@ -110,7 +115,7 @@ class EMA:
 
     __slots__ = ("_alpha", "_span", "_value", "count")
 
-    def __init__(self, span: int) -> None:
+    def __init__(self, span: SupportsIndex) -> None:
         self._span = _check_int("span", span, 1)
         self._alpha = 2.0 / (self._span + 1)
         self._value: float | None = None
@@ -185,7 +190,7 @@ class WilderRSI:
 
     __slots__ = ("_gain", "_loss", "_p", "_period", "_prev", "_q", "count")
 
-    def __init__(self, period: int = 14) -> None:
+    def __init__(self, period: SupportsIndex = 14) -> None:
         self._period = _check_int("period", period, 1)
         self._p = float(self._period)
         self._q = float(self._period - 1)
@@ -311,7 +316,7 @@ class MACD:
         "count",
     )
 
-    def __init__(self, fast: int = 12, slow: int = 26, signal: int = 9) -> None:
+    def __init__(self, fast: SupportsIndex = 12, slow: SupportsIndex = 26, signal: SupportsIndex = 9) -> None:
         self._fast = _check_int("fast", fast, 1)
         self._slow = _check_int("slow", slow, 1)
         self._signal = _check_int("signal", signal, 1)
@@ -415,7 +420,7 @@ class RollingMeanStd:
 
     __slots__ = ("_min_gap", "_pos", "_ring", "_s1", "_s2", "_shift", "_since", "_window", "count")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: SupportsIndex) -> None:
         self._window = _check_int("window", window, 1)
         self._ring: list[float] = [0.0] * self._window
         self._pos = 0  # next slot to write = oldest value once full
@@ -552,7 +557,7 @@ class Lag:
 
     __slots__ = ("_buf", "_n", "count")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: SupportsIndex) -> None:
         self._n = _check_int("n", n, 0)
         # A bounded deque drops the oldest value on append: O(1), and [0] is O(1).
         self._buf: deque[float] = deque(maxlen=self._n + 1)
@@ -627,7 +632,7 @@ class DecayingRate:
 
     __slots__ = ("_level", "_tau_ms", "_tau_s", "count", "last_ms")
 
-    def __init__(self, tau_s: float) -> None:
+    def __init__(self, tau_s: SupportsFloat) -> None:
         self._tau_s = _check_tau("tau_s", tau_s)
         self._tau_ms = self._tau_s * 1000.0
         # sum_i amount_i * exp(-(last_ms - t_i) / tau): the rate times tau at last_ms.
@@ -741,7 +746,7 @@ class TimeEWMeanVar:
 
     __slots__ = ("_tau_ms", "_tau_s", "count", "last_ms", "mean", "var")
 
-    def __init__(self, tau_s: float) -> None:
+    def __init__(self, tau_s: SupportsFloat) -> None:
         self._tau_s = _check_tau("tau_s", tau_s)
         self._tau_ms = self._tau_s * 1000.0
         self.mean: float | None = None

@@ -16,6 +16,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models._fastinit import field_values
 from models.alerts import Alert, build_alert
 from models.detectors.statistical import StatisticalConfig, StatisticalDetector, StatResult
 from models.ensemble import ModelBundle, decision_score, model_scores, model_verdict, stat_verdict
@@ -50,6 +51,9 @@ class PipelineConfig:
             raise ValueError(f"alert_threshold must be in [0, 1], got {self.alert_threshold}")
         if self.cooldown_s < 0:
             raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
+
+    def __reduce__(self) -> tuple[type[PipelineConfig], tuple[Any, ...]]:
+        return PipelineConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 @dataclass(slots=True)
@@ -133,6 +137,9 @@ class Position:
     @property
     def key(self) -> str:
         return f"{self.topic}/{self.partition}"
+
+    def __reduce__(self) -> tuple[type[Position], tuple[Any, ...]]:
+        return Position, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 @dataclass(slots=True)

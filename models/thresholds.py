@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from models._fastinit import field_values
 from models.detectors.statistical import Baseline
 
 _EPS = 1e-9
@@ -81,6 +82,9 @@ class AdaptiveConfig:
             raise ValueError(f"k must be > 0, got {self.k}")
         if self.min_ticks < 1:
             raise ValueError(f"min_ticks must be >= 1, got {self.min_ticks}")
+
+    def __reduce__(self) -> tuple[type[AdaptiveConfig], tuple[Any, ...]]:
+        return AdaptiveConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 class AdaptiveThreshold:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from models._fastinit import field_values
 from models.errors import BadTickError
 
 Side = Literal["buy", "sell"]
@@ -72,6 +73,9 @@ class Tick:
         if self.trade_id is not None:
             out["trade_id"] = self.trade_id
         return out
+
+    def __reduce__(self) -> tuple[type[Tick], tuple[Any, ...]]:
+        return Tick, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 def _positive_finite(name: str, value: Any) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from models._fastinit import fast_constructor
+from models._fastinit import fast_constructor, field_values
 from models.detectors.novelty import EMPTY, NoveltyWindow
 from models.features import Features
 
@@ -174,6 +174,9 @@ class StatisticalConfig:
             raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
                              f"{self.wash_width}, {self.wash_prior_per_s}")
 
+    def __reduce__(self) -> tuple[type[StatisticalConfig], tuple[Any, ...]]:
+        return StatisticalConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
+
 
 @dataclass(frozen=True, slots=True)
 class StatResult:
@@ -209,6 +212,9 @@ class StatResult:
             -10.0 if wash < -10.0 else 10.0 if wash > 10.0 else wash,
             0.0 if surprise != surprise else -10.0 if surprise < -10.0 else 50.0 if surprise > 50.0 else surprise,
         ]
+
+    def __reduce__(self) -> tuple[type[StatResult], tuple[Any, ...]]:
+        return StatResult, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
 #: ``_new_stat_result(*values in field order)`` is ``StatResult(*values)``, cheaper (see models._fastinit).

@@ -1,0 +1,45 @@
+"""Build hook: compile the per-tick core with mypyc when ``CRYPTOTRACE_COMPILE=1``.
+
+Everything else about the package is in ``pyproject.toml``; without the variable this adds
+nothing and the install stays pure Python. Two uses (see ``models/_native.py``):
+
+- development, as ``make install`` runs it: ``CRYPTOTRACE_COMPILE=1 python setup.py build_ext
+  --build-lib build/compiled --build-temp build/temp``; the package picks the build up while the
+  manifest written here matches the sources;
+- a wheel for the image: ``CRYPTOTRACE_COMPILE=1 pip wheel --no-build-isolation .`` (with mypy
+  installed), which ships the extensions beside the sources.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ext_modules = []
+cmdclass = {}
+if os.environ.get("CRYPTOTRACE_COMPILE") == "1":
+    import mypy.version
+    from mypyc.build import mypycify
+
+    from models._native import COMPILED_SOURCES, GROUP_NAME, MANIFEST, source_digests
+
+    ext_modules = mypycify(list(COMPILED_SOURCES), group_name=GROUP_NAME, opt_level="3")
+
+    class BuildCoreWithManifest(build_ext):
+        """build_ext that records which sources it compiled (what ``models._native`` checks)."""
+
+        def run(self) -> None:
+            super().run()
+            manifest = Path(self.build_lib) / "models" / MANIFEST
+            manifest.write_text(json.dumps({
+                "sources": source_digests(Path(__file__).resolve().parent),
+                "mypy": mypy.version.__version__,
+            }, indent=1) + "\n")
+
+    cmdclass = {"build_ext": BuildCoreWithManifest}
+
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
