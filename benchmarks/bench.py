@@ -629,7 +629,9 @@ class Bench:
             logger.warning("chart not written: %s", exc)
         if o.results_dir is not None:
             o.results_dir.mkdir(parents=True, exist_ok=True)
-            stem = f"{datetime.now().strftime('%Y-%m-%d')}-{result['git_sha']}{'-quick' if o.quick else ''}"
+            core = result["machine"]["core"]
+            stem = (f"{datetime.now().strftime('%Y-%m-%d')}-{result['git_sha']}{'-quick' if o.quick else ''}"
+                    f"{'' if core == 'compiled' else '-' + core}")
             shutil.copyfile(path, o.results_dir / f"{stem}.json")
             if chart.exists() and not o.quick:
                 shutil.copyfile(chart, o.results_dir / f"{stem}.png")

@@ -33,6 +33,8 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from models._native import CORE_ENV
+
 logger = logging.getLogger("cryptotrace.bench")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +230,10 @@ class Proc:
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTRACE_")}
+    """The environment of a contender: the settings are the bench's, not the caller's (which would
+    silently change what is measured), except which core runs: ``CRYPTOTRACE_CORE=interpreted
+    cryptotrace bench`` measures the interpreted sources (``machine.core`` says which ran)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTRACE_") or k == CORE_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
