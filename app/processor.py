@@ -293,20 +293,29 @@ class TickProcessor:
         staged = [i for i, s in enumerate(scores) if s is not None]
         if not staged:
             return
+        # Only each symbol's last scored tick is kept: walk the batch backwards and build one dict
+        # per symbol, not one per tick (a batch carries hundreds of ticks of a few symbols).
         if bundle is not None and bundle.last_probs is not None and len(bundle.last_probs) == len(staged):
             probs = bundle.last_probs
-            for k, i in enumerate(staged):
-                self.members[ticks[i].symbol] = {m: float(probs[k, j]) for j, m in enumerate(MEMBERS)}
+            seen: set[str] = set()
+            for k in range(len(staged) - 1, -1, -1):
+                symbol = ticks[staged[k]].symbol
+                if symbol not in seen:
+                    seen.add(symbol)
+                    self.members[symbol] = dict(zip(MEMBERS, probs[k].tolist(), strict=True))
             fires = (probs >= 0.5).sum(axis=0)
             for j, m in enumerate(MEMBERS):
                 if fires[j]:
                     self.metrics.detector_fires.labels(m).inc(int(fires[j]))
             return
         n = 0
+        last: dict[str, float] = {}
         for i in staged:  # statistical layer alone: its score is the only member
             score = float(scores[i] or 0.0)
-            self.members[ticks[i].symbol] = {"statistical": score}
+            last[ticks[i].symbol] = score
             n += score >= 0.5
+        for symbol, score in last.items():
+            self.members[symbol] = {"statistical": score}
         if n:
             self.metrics.detector_fires.labels("statistical").inc(n)
 
