@@ -1,6 +1,7 @@
 """Throughput of the pure detection core (no Kafka, no Faust): ticks/s through ``Pipeline.process``.
 
 Run: ``python -m benchmarks.core_throughput [--symbols 6] [--hours 3] [--batch 1000] [--model]``
+(``CRYPTOTRACE_CORE=interpreted`` in front: the interpreted sources; the JSON's ``core`` says which ran).
 
 Synthetic ticks are generated first (not timed), then fed in micro-batches as the worker does.
 Prints one JSON line. This isolates the per-tick Python cost (features + statistical layer +
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from models._native import core_kind
 from models.pipeline import Pipeline, SymbolSnapshot
 from models.synthetic import default_profiles, generate
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(json.dumps({
         "benchmark": "core_throughput", "ticks": len(ticks), "seconds": round(elapsed, 3),
         "ticks_per_s": round(len(ticks) / elapsed), "us_per_tick": round(elapsed / len(ticks) * 1e6, 2),
-        "alerts": alerts, "model_version": pipeline.model_version, "batch": args.batch,
+        "alerts": alerts, "model_version": pipeline.model_version, "batch": args.batch, "core": core_kind(),
         "command": "python -m benchmarks.core_throughput " + " ".join(argv or sys.argv[1:]),
     }) + "\n")
     return 0
