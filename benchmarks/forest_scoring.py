@@ -1,10 +1,14 @@
 """Cost of scoring rows with the compiled forests of a model: microseconds per row and batch size.
 
-Run: ``python -m benchmarks.forest_scoring [--model-dir artifacts/models] [--batches 1 64 512 4096]``
+Run: ``python -m benchmarks.forest_scoring [--model-dir artifacts/models] [--batches 1 64 512 4096]
+[--rows normal|pipeline]``
 
 The forests are the worker's largest per-tick model cost (see the README's profile). Rows are
-drawn like the model's inputs (standard-normal z-scores with every 17th row holding a NaN, so
-the missing-value path is timed too), then each forest of the newest model scores them in
+either drawn like the model's inputs (``normal``: standard-normal z-scores with every 17th row
+holding a NaN, so the missing-value path is timed too) or are the model's real input rows
+(``pipeline``: the statistical layer's rows for six synthetic symbols over an hour, seed 2, the
+ones the worker scores; where rows end in a tree, so how deep a walk goes, depends on them), then
+each forest of the newest model scores them in
 repeated calls for about ``--seconds`` per case; the median of ``--repeats`` such measurements
 is printed, because this VM's speed drifts from second to second. One JSON line.
 """
@@ -21,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from app.model_store import load_bundle
+from models.ensemble import ModelBundle
 from models.forests import FlatForest
+from models.pipeline import Pipeline, SymbolSnapshot
+from models.synthetic import default_profiles, generate
 
 
 def us_per_row(forest: FlatForest, x: np.ndarray, seconds: float) -> float:
@@ -35,25 +42,43 @@ def us_per_row(forest: FlatForest, x: np.ndarray, seconds: float) -> float:
             return elapsed / calls / len(x) * 1e6
 
 
+def pipeline_rows(bundle: ModelBundle) -> np.ndarray:
+    """The forests' input rows of six synthetic symbols over one hour (seed 2), as the worker builds them."""
+    profiles = default_profiles(6, seed=2)
+    batch, _ = generate(profiles, start_ms=1_710_000_000_000, duration_s=3600, seed=2)
+    ticks = list(batch.ticks())
+    pipeline, rows = Pipeline(bundle=bundle), []
+    snaps: dict[str, SymbolSnapshot] = {}
+    for lo in range(0, len(ticks), 1000):
+        rows.extend(pipeline.process(snaps, ticks[lo:lo + 1000]).model_rows)
+    return np.asarray(rows, dtype=np.float64)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model-dir", type=Path, default=Path("artifacts/models"))
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512, 4096])
     p.add_argument("--seconds", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rows", choices=("normal", "pipeline"), default="normal")
     args = p.parse_args(argv)
 
     bundle = load_bundle(args.model_dir)
     rng = np.random.default_rng(0)
+    real = pipeline_rows(bundle) if args.rows == "pipeline" else None
     results: dict[str, dict[str, float]] = {}
     for name, forest in (("rforest", bundle.rforest), ("iforest", bundle.iforest)):
         for n in args.batches:
-            x = rng.normal(size=(n, forest.n_features_in_))
-            x[::17, 0] = np.nan
+            if real is not None:
+                x = real[rng.integers(0, len(real), size=n)]
+            else:
+                x = rng.normal(size=(n, forest.n_features_in_))
+                x[::17, 0] = np.nan
             runs = [us_per_row(forest, x, args.seconds) for _ in range(args.repeats)]
             results.setdefault(name, {})[str(n)] = round(statistics.median(runs), 2)
     sys.stdout.write(json.dumps({
-        "benchmark": "forest_scoring", "model_version": bundle.version, "us_per_row_median": results,
+        "benchmark": "forest_scoring", "model_version": bundle.version, "rows": args.rows,
+        "us_per_row_median": results,
         "trees": {"rforest": bundle.rforest.n_estimators, "iforest": bundle.iforest.n_estimators},
         "depth": {"rforest": bundle.rforest.depth, "iforest": bundle.iforest.depth},
         "command": "python -m benchmarks.forest_scoring " + " ".join(argv or sys.argv[1:]),

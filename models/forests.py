@@ -69,6 +69,8 @@ class FlatForest:
     # at 2i + 1), so a walk step is one gather at 2 * node + went_right instead of two gathers and a
     # select (~15-20 % less per row on the shipped model, benchmarks/forest_scoring.py).
     _children: np.ndarray = field(init=False, repr=False)
+    # Also derived: True at leaves (a leaf is its own child), for the walk's compaction.
+    _is_leaf: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,6 +90,7 @@ class FlatForest:
         children = np.empty(2 * n, dtype=np.intp)
         children[0::2], children[1::2] = self.left, self.right
         object.__setattr__(self, "_children", children)
+        object.__setattr__(self, "_is_leaf", self.left == np.arange(n))
 
     @property
     def n_estimators(self) -> int:
@@ -173,11 +176,29 @@ class FlatForest:
         with np.errstate(over="ignore"):
             flat = np.ascontiguousarray(x, dtype=np.float32).astype(np.float64).ravel()
         any_nan = bool(np.isnan(flat).any())
-        row_base = np.arange(n, dtype=np.intp) * width
+        row_base: np.ndarray = np.arange(n, dtype=np.intp) * width
         nodes = np.repeat(self.roots[:, None], n, axis=1)  # (trees, n)
-        children, feature = self._children, self.feature
-        threshold = self.threshold
-        for _ in range(self.depth):
+        children, feature, threshold = self._children, self.feature, self.threshold
+        # A (tree, row) pair that reached its leaf stops moving, but still costs every level walked:
+        # rows of the shipped RandomForest end ~10 levels down its deepest tree's 16. So from
+        # mid-depth on, every other level, once fewer than half the pairs walked are still inside
+        # a tree, those are gathered apart and only they walk on (``kept``: their places among all
+        # pairs, tree-major); every pair takes the same steps, so lands in the same leaf. Isolation
+        # trees end almost every path at their height limit: nothing to gather, so no check.
+        final: np.ndarray | None = None
+        kept: np.ndarray | None = None
+        compact_from = self.depth // 2 if self.kind == PROBA else self.depth
+        for level in range(self.depth):
+            if level >= compact_from and level % 2 == 0:
+                inside = ~self._is_leaf.take(nodes)
+                if np.count_nonzero(inside) * 2 < inside.size:
+                    if final is None or kept is None:
+                        final, kept = nodes.ravel(), np.flatnonzero(inside)
+                        row_base = (kept % n) * width
+                    else:
+                        final[kept] = nodes
+                        kept, row_base = kept[inside], row_base[inside]
+                    nodes = nodes.ravel()[inside.ravel()]
             values = flat.take(row_base + feature.take(nodes))
             go_right = values > threshold.take(nodes)  # not (<=): a NaN goes left here, fixed below
             if any_nan:
@@ -186,7 +207,11 @@ class FlatForest:
             step = nodes << 1
             step += go_right
             nodes = children.take(step)
-        leaf_values = self.leaf_value.take(nodes)
+        if final is None or kept is None:
+            final = nodes.ravel()
+        else:
+            final[kept] = nodes
+        leaf_values = self.leaf_value.take(final).reshape(len(self.roots), n)
         total = np.zeros(n)
         for row in leaf_values:  # tree by tree, the order scikit-learn adds them in
             total += row

@@ -89,6 +89,23 @@ def test_batches_longer_than_a_row_chunk_match_sklearn() -> None:
     np.testing.assert_allclose(FlatForest.from_sklearn(rf).predict_proba(q), rf.predict_proba(q), rtol=0, atol=1e-12)
 
 
+def test_a_walk_that_sets_finished_pairs_apart_lands_in_sklearns_leaves() -> None:
+    # Half the space is one class (shallow leaves), the other half noise (leaves deep down): most
+    # (tree, row) pairs finish before mid-depth, so the walk gathers the rest apart (FlatForest._leaf_sums).
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(4000, 4))
+    y = np.where(x[:, 0] > 0, 1, rng.integers(0, 2, size=len(x)))
+    rf = RandomForestClassifier(n_estimators=20, random_state=7, n_jobs=1).fit(x, y)
+    flat = FlatForest.from_sklearn(rf)
+    q = np.concatenate([rng.normal(size=(3000, 4)), rng.normal(size=(40, 4)) * 50])
+    q[rng.random(q.shape) < 0.02] = np.nan
+    finite = q[~np.isnan(q).any(axis=1)]
+    # The premise: fewer than half the pairs still inside a tree at mid-depth, and deep pairs left.
+    depths = np.concatenate([est.decision_path(finite.astype(np.float32)).sum(axis=1).A1 - 1 for est in rf.estimators_])
+    assert (depths > flat.depth // 2).mean() < 0.5 and depths.max() > flat.depth // 2 + 2
+    np.testing.assert_allclose(flat.predict_proba(q)[:, 1], rf.predict_proba(q)[:, 1], rtol=0, atol=1e-12)
+
+
 def test_compile_forest_is_idempotent_and_rejects_what_it_cannot_score() -> None:
     x, y = _data(5, 200, 3)
     flat = compile_forest(RandomForestClassifier(n_estimators=2, random_state=0).fit(x, y))
