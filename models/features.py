@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from models._fastinit import fast_constructor, field_values
+from models._fastinit import field_values
 from models.indicators import EMA, MACD, DecayingRate, Lag, RollingMeanStd, WilderRSI
 from models.ticks import Tick
 
@@ -92,9 +92,13 @@ class FeatureConfig:
         return FeatureConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Features:
-    """Features of one tick. Indicator values are ``nan`` until their window has filled."""
+    """Features of one tick. Indicator values are ``nan`` until their window has filled.
+
+    A value: never changed once built. Not ``frozen``: a frozen class cannot have the
+    compiled constructor below (its generated ``__setattr__`` refuses the interpreted one).
+    """
 
     symbol: str
     timestamp: int
@@ -119,6 +123,38 @@ class Features:
     flat_trades: float
     flat_surprise: float
 
+    # Written out, not generated: mypyc compiles this one to C, while the ``__init__`` that
+    # ``dataclasses`` generates stays interpreted Python (mypyc issue 817) and cost 3.5 us a tick.
+    def __init__(  # noqa: PLR0913 - one parameter per field, as dataclasses would generate
+        self, symbol: str, timestamp: int, price: float, warming_up: bool, price_change_pct: float,
+        volume_change_pct: float, rsi: float, macd: float, macd_hist: float, bollinger_position: float,
+        moving_avg_ratio: float, volatility: float, momentum: float, hour_of_day: float, day_of_week: float,
+        trade_rate: float, trade_rate_ratio: float, volume_ratio: float, buy_sell_imbalance: float,
+        same_ms_share: float, flat_trades: float, flat_surprise: float,
+    ) -> None:
+        self.symbol = symbol
+        self.timestamp = timestamp
+        self.price = price
+        self.warming_up = warming_up
+        self.price_change_pct = price_change_pct
+        self.volume_change_pct = volume_change_pct
+        self.rsi = rsi
+        self.macd = macd
+        self.macd_hist = macd_hist
+        self.bollinger_position = bollinger_position
+        self.moving_avg_ratio = moving_avg_ratio
+        self.volatility = volatility
+        self.momentum = momentum
+        self.hour_of_day = hour_of_day
+        self.day_of_week = day_of_week
+        self.trade_rate = trade_rate
+        self.trade_rate_ratio = trade_rate_ratio
+        self.volume_ratio = volume_ratio
+        self.buy_sell_imbalance = buy_sell_imbalance
+        self.same_ms_share = same_ms_share
+        self.flat_trades = flat_trades
+        self.flat_surprise = flat_surprise
+
     def values(self) -> tuple[float, ...]:
         """Feature values in :data:`FEATURE_NAMES` order."""
         return tuple(getattr(self, name) for name in FEATURE_NAMES)
@@ -130,8 +166,6 @@ class Features:
         return Features, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-#: ``_new_features(*values in field order)`` is ``Features(*values)``, about 3x cheaper (see models._fastinit).
-_new_features = fast_constructor(Features)
 
 
 def _cover(running_s: float, tau_s: float) -> float:
@@ -314,8 +348,8 @@ class FeatureEngine:
             bars = self._bars = self._bar_values()
         lag, mom, mean, std, macd, vol, rsi = bars
         day = ts // _MS_PER_DAY
-        # Positional, in field order (see _new_features): the same object as Features(**...).
-        return _new_features(
+        # Positional, in field order: one C call when compiled (see Features.__init__).
+        return Features(
             self.symbol,
             tick_ts,
             price,

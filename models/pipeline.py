@@ -126,13 +126,19 @@ class SymbolSnapshot:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Position:
-    """Where a tick came from in Kafka (absent in file backtests)."""
+    """Where a tick came from in Kafka (absent in file backtests). A value: never changed once built
+    (not ``frozen``, for its compiled constructor: see :class:`~models.features.Features`)."""
 
     topic: str
     partition: int
     offset: int
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
     @property
     def key(self) -> str:

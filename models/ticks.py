@@ -28,9 +28,10 @@ MAX_SYMBOL_LEN = 40
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]*")  # used with fullmatch: "$" would allow "\n"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
-    """One trade.
+    """One trade. A value: never changed once built (not ``frozen``, for its compiled
+    constructor: see :class:`~models.features.Features`).
 
     Attributes
     ----------
@@ -57,6 +58,18 @@ class Tick:
     side: Side | None = None
     exchange: str | None = None
     trade_id: int | None = None
+
+    def __init__(  # noqa: PLR0913 - one parameter per field, as dataclasses would generate
+        self, symbol: str, price: float, quantity: float, timestamp: int, side: Side | None = None,
+        exchange: str | None = None, trade_id: int | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.price = price
+        self.quantity = quantity
+        self.timestamp = timestamp
+        self.side = side
+        self.exchange = exchange
+        self.trade_id = trade_id
 
     def to_dict(self) -> dict[str, Any]:
         """Wire form: only the fields that are set."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from models._fastinit import fast_constructor, field_values
+from models._fastinit import field_values
 from models.detectors.novelty import EMPTY, NoveltyWindow
 from models.features import Features
 
@@ -178,9 +178,13 @@ class StatisticalConfig:
         return StatisticalConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatResult:
-    """What the statistical layer says about one tick."""
+    """What the statistical layer says about one tick.
+
+    A value: never changed once built. Not ``frozen``, for the compiled constructor (as
+    :class:`~models.features.Features`).
+    """
 
     score: float
     rule: str  # the rule that gave the score: "pump_signature" or "z_<feature>"
@@ -195,6 +199,19 @@ class StatResult:
     protected: bool = False
     # The volume-without-price rule's statistic, whether or not the price moved (0.0 when unknown).
     wash_log_multiple: float = 0.0
+
+    def __init__(  # noqa: PLR0913 - one parameter per field, as dataclasses would generate
+        self, score: float, rule: str, z: tuple[float, ...], active: bool, values: tuple[float | None, ...] = (),
+        scales: tuple[float, ...] = (), protected: bool = False, wash_log_multiple: float = 0.0,
+    ) -> None:
+        self.score = score
+        self.rule = rule
+        self.z = z
+        self.active = active
+        self.values = values
+        self.scales = scales
+        self.protected = protected
+        self.wash_log_multiple = wash_log_multiple
 
     def model_input(self, features: Features) -> list[float]:
         """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
@@ -217,8 +234,6 @@ class StatResult:
         return StatResult, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-#: ``_new_stat_result(*values in field order)`` is ``StatResult(*values)``, cheaper (see models._fastinit).
-_new_stat_result = fast_constructor(StatResult)
 
 
 class StatisticalDetector:
@@ -332,7 +347,7 @@ class StatisticalDetector:
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
-        return _new_stat_result(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
+        return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
                                 protected, wash)
 
     def learn_one(self, features: Features, result: StatResult) -> None:

@@ -1,6 +1,6 @@
 """The per-tick fast paths give bit-identical results to the plain code they replace.
 
-The pipeline's hot path avoids calls and allocations (models._fastinit constructors, the
+The pipeline's hot path avoids calls and allocations (written-out constructors, the
 statistical layer's inlined baseline update, DecayingRate.update_value,
 AdaptiveThreshold.step). Each is checked here against the straightforward version, with
 ``==`` on floats (not approx): outputs must not change by a single bit.
@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models._fastinit import fast_constructor
 from models.detectors.novelty import EMPTY, QUANTUM
 from models.detectors.statistical import (
     MONITORED,
@@ -27,48 +26,53 @@ from models.detectors.statistical import (
     StatisticalConfig,
     StatisticalDetector,
     StatResult,
-    _new_stat_result,
     _sigmoid,
 )
-from models.features import FEATURE_NAMES, FeatureEngine, Features, _new_features
+from models.features import FEATURE_NAMES, FeatureEngine, Features
 from models.indicators import DecayingRate
+from models.pipeline import Position
 from models.synthetic import default_profiles, generate
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold
+from models.ticks import Tick
 
 T0 = 1_700_000_000_000
 
 
 # --------------------------------------------------------------------------- constructors
-def test_fast_constructors_build_the_same_objects() -> None:
-    values = ["X", T0, 1.5, False, *(float(i) - 3.5 for i in range(len(FEATURE_NAMES)))]
-    fast, plain = _new_features(*values), Features(*values)
-    assert type(fast) is Features and fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        fast.price = 2.0  # type: ignore[misc]
-    assert dataclasses.replace(fast, price=2.0) == dataclasses.replace(plain, price=2.0)
-    args = (0.25, "z_momentum", (1.0, -2.0), True, (None, 3.0), (0.1, 0.2), True, 1.25)
-    assert _new_stat_result(*args) == StatResult(*args) and type(_new_stat_result(*args)) is StatResult
+WRITTEN_OUT_INIT = (Features, StatResult, Tick, Position)
 
 
-def test_fast_constructor_refuses_classes_it_cannot_build() -> None:
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Checked:
-        x: float
+@pytest.mark.parametrize("cls", WRITTEN_OUT_INIT, ids=lambda c: c.__name__)
+def test_written_out_constructors_set_every_field_by_its_name(cls: type) -> None:
+    """These classes write ``__init__`` out (mypyc compiles it; see Features): it must take the
+    dataclass's fields, in order, by name, with the same defaults, and store each one."""
+    fields = dataclasses.fields(cls)
+    values = {f.name: _distinct_value(f, i) for i, f in enumerate(fields)}
+    by_name, by_position = cls(**values), cls(*values.values())
+    assert [getattr(by_name, f.name) for f in fields] == list(values.values())
+    assert by_position == by_name and repr(by_position) == repr(by_name)
+    required = {f.name: values[f.name] for f in fields if f.default is dataclasses.MISSING}
+    assert all(getattr(cls(**required), f.name) == f.default for f in fields if f.name not in required)
+    first, other = fields[0].name, _distinct_value(fields[0], len(fields))
+    changed = dataclasses.replace(by_name, **{first: other})
+    assert getattr(changed, first) == other and getattr(by_name, first) == values[first]
 
-        def __post_init__(self) -> None:  # pragma: no cover - never called
-            raise AssertionError
 
-    @dataclasses.dataclass(frozen=True)
-    class NoSlots:
-        x: float
+#: Compiled, an optional field's annotation is only ``type``: these take a value by name.
+OPTIONAL_FIELD_VALUES = {"side": "sell", "exchange": "exch", "trade_id": 77}
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class KwOnly:
-        x: float = dataclasses.field(kw_only=True)
 
-    for cls in (Checked, NoSlots, KwOnly):
-        with pytest.raises(TypeError):
-            fast_constructor(cls)
+def _distinct_value(field: dataclasses.Field[object], i: int) -> object:
+    """A value of the field's type (compiled constructors check types), distinct per field but for bools."""
+    if field.name in OPTIONAL_FIELD_VALUES:
+        return OPTIONAL_FIELD_VALUES[field.name]
+    annotation = field.type
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    for prefix, value in (("str", f"v{i}"), ("Side", f"v{i}"), ("bool", i % 2 == 0), ("int", 1000 + i),
+                          ("float", i + 0.25), ("tuple", (i + 0.5,))):
+        if kind.startswith(prefix):
+            return value
+    raise AssertionError(f"no test value for a field of type {kind}")
 
 
 # --------------------------------------------------------------------------- indicators / thresholds
