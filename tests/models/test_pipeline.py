@@ -5,6 +5,7 @@ false-alarm rate on quiet synthetic markets."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from models.alerts import alert_id
 from models.detectors.statistical import StatisticalConfig
 from models.ensemble import MEMBERS, ModelBundle
-from models.pipeline import STAT_ONLY_VERSION, Pipeline, PipelineConfig, Position, SymbolSnapshot
+from models.pipeline import MAX_TICKS_PER_STEP, STAT_ONLY_VERSION, Pipeline, PipelineConfig, Position, SymbolSnapshot
 from models.synthetic import Injection, Label, SymbolProfile, default_profiles, generate
 from models.ticks import Tick
 from tests.models.test_ensemble import tiny_bundle
@@ -118,6 +119,40 @@ def test_state_json_round_trip_between_batches(cuts: list[int], with_bundle: boo
     pipeline = Pipeline(bundle=bundle_for(with_bundle))
     got = run_batches(pipeline, ticks, [c % len(ticks) for c in cuts], round_trip=True)
     assert got == one_batch(with_bundle)
+
+
+def test_a_batch_longer_than_a_step_is_folded_in_steps_that_change_nothing() -> None:
+    """Pipeline.process folds a long batch MAX_TICKS_PER_STEP ticks at a time: the same result,
+    indices included, as calls of at most 1,000 ticks, with refusals and redeliveries past the
+    first step."""
+    base, _ = scenario()
+    ticks = [dataclasses.replace(t, exchange="x", trade_id=k) for k, t in enumerate(base)]
+    ticks[5000] = ticks[4999]  # a duplicate trade id: refused
+    ticks[6000] = dataclasses.replace(ticks[6000], timestamp=ticks[6000].timestamp - 3_600_000)  # far behind
+    positions = [Position("t", 0, k) for k in range(len(ticks))]
+    positions[4500] = positions[4499]  # a redelivered record: skipped
+    assert len(ticks) > MAX_TICKS_PER_STEP + 2000
+
+    def observed(cuts: list[int]) -> dict[str, Any]:
+        pipeline, snaps = Pipeline(bundle=tiny_bundle()), {}
+        out: dict[str, Any] = {"alerts": [], "scores": [], "rows": [], "row_ticks": [], "rejected": [], "skipped": 0,
+                               "touched": set()}
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            res = pipeline.process(snaps, ticks[lo:hi], positions[lo:hi])
+            out["alerts"] += [a.to_dict() for a in res.alerts]
+            out["scores"] += res.scores
+            out["rows"] += res.model_rows
+            out["row_ticks"] += [lo + i for i in res.model_row_ticks]
+            out["rejected"] += [(lo + i, reason) for i, reason, _ in res.rejected]
+            out["skipped"] += res.skipped
+            out["touched"] |= res.touched
+        out["state"] = {s: json.dumps(snap.to_state(), sort_keys=True) for s, snap in snaps.items()}
+        return out
+
+    whole = observed([0, len(ticks)])
+    assert whole == observed([*range(0, len(ticks), 1000), len(ticks)])
+    assert whole["rejected"] == [(5000, "duplicate"), (6000, "out_of_order")] and whole["skipped"] == 1
+    assert len(whole["rows"]) == len(whole["row_ticks"]) == len(ticks) - 3 and whole["alerts"]
 
 
 # ---------------------------------------------------------------------------
