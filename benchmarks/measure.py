@@ -17,6 +17,7 @@ import bisect
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,7 +161,11 @@ class Proc:
     def __init__(self, name: str, workdir: Path) -> None:
         self.name = name
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        # A fresh directory: a status file or table data left by an earlier run into the same --out
+        # (one that was stopped, say) made the next run read a finished count at once, or crash its
+        # worker on RocksDB offsets from another broker (Faust's ConsistencyError).
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
         self.log_path = workdir / "process.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.sampler: Sampler | None = None
