@@ -163,6 +163,7 @@ class TickProcessor:
         positions: list[Position] = []
         event_of_partition: dict[int, Any] = {}
         last_offset: dict[TP, int] = {}
+        ticks_in = 0  # counted once per batch: a counter's inc takes a lock, per record it showed in profiles
         for event in events:
             msg = event.message
             last_offset[TP(msg.topic, msg.partition)] = msg.offset
@@ -175,7 +176,7 @@ class TickProcessor:
                 self.metrics.dead_letters.labels(bad.reason).inc()
             if not ticks:
                 continue
-            self.metrics.ticks_in.inc(len(ticks))
+            ticks_in += len(ticks)
             partitions = partitions_of(msg.topic) or 1
             # Records of the re-key topic were keyed by a worker: never forward them again.
             rekeyed = msg.topic == self._keyed_name
@@ -191,6 +192,8 @@ class TickProcessor:
                     self.metrics.ticks_forwarded.inc()
                     await self.keyed_topic.send(key=tick.symbol, value=encode(tick.to_dict()))
             event_of_partition[msg.partition] = event
+        if ticks_in:
+            self.metrics.ticks_in.inc(ticks_in)
 
         alerts = await self._apply(pipeline, local, positions, event_of_partition) if local else []
         self.metrics.batches.inc()

@@ -195,8 +195,8 @@ class Pipeline:
 
         A batch longer than :data:`MAX_TICKS_PER_STEP` is folded in steps of that many ticks:
         a step keeps every tick's features, statistics and model row alive until it is scored
-        (~2 KB a tick), so one 100,000-tick batch (1,000 records of 100 ticks) raised the
-        worker's peak RSS by ~100 MB. The result does not depend on where batches are cut
+        (~2 KB a tick): with 100,000-tick batches (1,000 records of 100 ticks) the benchmark's
+        batched worker peaked at 303-322 MB, 232 MB in steps. The result does not depend on where batches are cut
         (tests/models/test_pipeline.py), so neither on the steps.
         """
         n = len(ticks)
