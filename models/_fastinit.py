@@ -1,4 +1,4 @@
-"""Copy and pickle support for the frozen dataclasses of the core, compiled or not.
+"""Copy and pickle support for the dataclasses of the core, compiled or not.
 
 The per-tick value classes (:class:`~models.features.Features`,
 :class:`~models.detectors.statistical.StatResult`, :class:`~models.ticks.Tick`,

@@ -166,8 +166,6 @@ class Features:
         return Features, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-
-
 def _cover(running_s: float, tau_s: float) -> float:
     """Share of its full weight an exponential average of time constant tau_s holds after running_s.
 

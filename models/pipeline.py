@@ -196,8 +196,8 @@ class Pipeline:
         A batch longer than :data:`MAX_TICKS_PER_STEP` is folded in steps of that many ticks:
         a step keeps every tick's features, statistics and model row alive until it is scored
         (~2 KB a tick): with 100,000-tick batches (1,000 records of 100 ticks) the benchmark's
-        batched worker peaked at 303-322 MB, 232 MB in steps. The result does not depend on where batches are cut
-        (tests/models/test_pipeline.py), so neither on the steps.
+        batched worker peaked at 303-322 MB, 232 MB in steps. The result does not depend on
+        where batches are cut (tests/models/test_pipeline.py), so neither on the steps.
         """
         n = len(ticks)
         if n <= MAX_TICKS_PER_STEP:

@@ -234,8 +234,6 @@ class StatResult:
         return StatResult, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
-
-
 class StatisticalDetector:
     """Robust z-scores of one symbol's features against its own protected baseline.
 
@@ -348,7 +346,7 @@ class StatisticalDetector:
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
         return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
-                                protected, wash)
+                          protected, wash)
 
     def learn_one(self, features: Features, result: StatResult) -> None:
         """Update the baselines unless this tick was flagged (protection) once active.
