@@ -50,10 +50,12 @@ MODEL_INPUT_NAMES: tuple[str, ...] = Z_NAMES + CONTEXT_NAMES
 Z_CLIP = 50.0
 #: The monitored features' values of one tick, in MONITORED order, in one C-level call.
 _monitored_values = attrgetter(*(name for name, *_ in MONITORED))
-#: Per monitored feature: (transform, watches rises only, std floor, lone-z centre, z name).
-_SPECS: tuple[tuple[str, bool, float, float, str], ...] = tuple(
-    (kind, direction > 0, floor, centre, z_name)
-    for (_, kind, direction, floor, centre), z_name in zip(MONITORED, Z_NAMES, strict=True)
+#: Monitored features measured in price moves: their std floor is at least a share of one price step.
+PRICE_STEP_FEATURES: frozenset[str] = frozenset({"price_change_pct", "momentum"})
+#: Per monitored feature: (transform, watches rises only, std floor, lone-z centre, z name, in price steps).
+_SPECS: tuple[tuple[str, bool, float, float, str, bool], ...] = tuple(
+    (kind, direction > 0, floor, centre, z_name, name in PRICE_STEP_FEATURES)
+    for (name, kind, direction, floor, centre), z_name in zip(MONITORED, Z_NAMES, strict=True)
 )
 _RISING: tuple[bool, ...] = tuple(spec[1] for spec in _SPECS)
 #: Novelty channels: one per monitored feature, then the stale-price surprise.
@@ -160,6 +162,13 @@ class StatisticalConfig:
     # (models/detectors/novelty.py): a move that recurs within it is rare but not new. 0 = off.
     novelty_window_s: float = 7200.0
     novelty_buckets: int = 12
+    # Prices move in whole steps (the exchange's tick size). Where one step is 1-10 % of the price
+    # (low-priced BTC pairs, the usual pump targets) the price sits on one level for long stretches,
+    # the baseline spread of its changes collapses, and the next one-step move would read as a
+    # 30-50 sigma event. So the scale of the price-change features is at least one step (the
+    # smallest price change this symbol has shown) divided by this: a one-step move is at most
+    # ``price_step_sigmas`` sigma, a pump of several steps still stands out.
+    price_step_sigmas: float = 2.0
 
     def __post_init__(self) -> None:
         if self.baseline_tau_s <= 0:
@@ -170,6 +179,8 @@ class StatisticalConfig:
             raise ValueError(f"clip_sigma must be > 0, got {self.clip_sigma}")
         if self.novelty_window_s < 0:
             raise ValueError(f"novelty_window_s must be >= 0, got {self.novelty_window_s}")
+        if self.price_step_sigmas <= 0:
+            raise ValueError(f"price_step_sigmas must be > 0, got {self.price_step_sigmas}")
         if self.wash_multiple <= 1.0 or self.wash_width <= 0 or self.wash_prior_per_s < 0:
             raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
                              f"{self.wash_width}, {self.wash_prior_per_s}")
@@ -253,6 +264,20 @@ class StatisticalDetector:
         self.baselines = [Baseline(self.config.baseline_tau_s) for _ in MONITORED]
         self.learned = 0
         self.novelty = self._new_novelty(self.config)
+        self.last_price = math.nan
+        self.price_step = 0.0  # smallest price change seen (absolute); 0.0 until the price has moved
+
+    def _price_step(self, price: float) -> float:
+        """The smallest price change seen, this tick's included (0.0 while the price never moved).
+
+        Absolute, because an exchange's tick size is: the relative step grows as the price falls.
+        """
+        step = self.price_step
+        last = self.last_price
+        move = price - last if price > last else last - price  # nan before the first price
+        if move > 0.0 and (step == 0.0 or move < step):
+            return move
+        return step
 
     @staticmethod
     def _new_novelty(cfg: StatisticalConfig) -> NoveltyWindow | None:
@@ -275,12 +300,16 @@ class StatisticalDetector:
         baselines = self.baselines
         novelty = self.novelty
         limits = _NO_LIMITS if novelty is None else novelty.limits(features.timestamp)
+        price = features.price
+        step_floor = 100.0 * self._price_step(price) / (price * cfg.price_step_sigmas)
         # Lengths checked once: a strict zip costs more than the rest of the loop header.
         if len(baselines) != len(_SPECS):
             raise ValueError(f"{len(baselines)} baselines for {len(_SPECS)} monitored features")
-        for x, (kind, rising, floor, centre, z_name), base, limit in zip(
+        for x, (kind, rising, floor, centre, z_name, stepped), base, limit in zip(
             _monitored_values(features), _SPECS, baselines, limits, strict=False
         ):
+            if stepped and step_floor > floor:
+                floor = step_floor
             if x != x:  # nan: not known yet
                 zs.append(0.0)
                 values.append(None)
@@ -363,6 +392,9 @@ class StatisticalDetector:
         if not len(values) == len(scales) == len(baselines) == len(result.z):
             raise ValueError(f"{len(values)} values, {len(scales)} scales and {len(result.z)} z "
                              f"for {len(baselines)} baselines")
+        # The price grid is learned from every tick, flagged or not: a step is no anomaly.
+        self.price_step = self._price_step(features.price)
+        self.last_price = features.price
         novelty = self.novelty
         if novelty is not None:  # every tick counts as seen, flagged or not
             stats = [EMPTY if v is None else z if rising else abs(z)
@@ -409,7 +441,9 @@ class StatisticalDetector:
         self.learned += 1
 
     def to_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"n": self.learned, "b": [b.to_state() for b in self.baselines]}
+        last = self.last_price
+        state: dict[str, Any] = {"n": self.learned, "b": [b.to_state() for b in self.baselines],
+                                 "p": [None if last != last else last, self.price_step]}
         if self.novelty is not None:
             state["x"] = self.novelty.to_state()
         return state
@@ -419,6 +453,10 @@ class StatisticalDetector:
         det = cls(config)
         det.learned = int(state["n"])
         det.baselines = [Baseline.from_state(b) for b in state["b"]]
+        if isinstance(state.get("p"), list):  # older states: no price step known yet
+            last, step = state["p"]
+            det.last_price = math.nan if last is None else float(last)
+            det.price_step = float(step)
         novelty = det.novelty
         if novelty is not None and isinstance(state.get("x"), dict):  # older states: an empty window
             det.novelty = NoveltyWindow.from_state(state["x"], novelty.features, novelty.window_ms, novelty.n_buckets)

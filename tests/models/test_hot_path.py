@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from models.detectors.novelty import EMPTY, QUANTUM
 from models.detectors.statistical import (
     MONITORED,
+    PRICE_STEP_FEATURES,
     Z_CLIP,
     Z_NAMES,
     Baseline,
@@ -31,7 +32,7 @@ from models.detectors.statistical import (
 from models.features import FEATURE_NAMES, FeatureEngine, Features
 from models.indicators import DecayingRate
 from models.pipeline import Position
-from models.synthetic import default_profiles, generate
+from models.synthetic import SymbolProfile, default_profiles, generate
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold
 from models.ticks import Tick
 
@@ -131,6 +132,12 @@ def plain_wash_multiple(cfg: StatisticalConfig, features: Features) -> float | N
     return min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
 
 
+def plain_price_step(det: StatisticalDetector, price: float) -> float:
+    """The smallest non-zero absolute price change so far, this price's included; 0.0 if none."""
+    moves = [abs(price - det.last_price)] if not math.isnan(det.last_price) else []
+    return min([m for m in [*moves, det.price_step] if m > 0.0], default=0.0)
+
+
 def plain_score(det: StatisticalDetector, features: Features, history: History) -> StatResult:
     """score_one_raw as first written (a getattr, a strict zip and a builtin min per feature),
     plus the novelty gate from a brute-force history."""
@@ -142,8 +149,11 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
     scales: list[float] = []
     best, rule = -math.inf, "none"
     held_back = []  # excesses of lone rules on values that are no new extreme
+    step = plain_price_step(det, features.price)
     monitored = zip(MONITORED, det.baselines, Z_NAMES, limits[:-1], strict=True)
     for (name, kind, direction, floor, centre), base, z_name, limit in monitored:
+        if name in PRICE_STEP_FEATURES:
+            floor = max(floor, 100.0 * step / features.price / cfg.price_step_sigmas)
         x = getattr(features, name)
         if x != x:  # nan: not known yet
             zs.append(0.0)
@@ -204,6 +214,7 @@ def _record(history: History, bucket: int, stats: list[float]) -> None:
 def plain_learn(det: StatisticalDetector, features: Features, result: StatResult, history: History) -> None:
     """learn_one as first written: Baseline.update per known value; the tick joins the history."""
     cfg = det.config
+    det.price_step, det.last_price = plain_price_step(det, features.price), features.price
     if cfg.novelty_window_s > 0:
         bucket_ms = int(cfg.novelty_window_s * 1000) // cfg.novelty_buckets
         surprise = features.flat_surprise
@@ -230,14 +241,16 @@ def plain_learn(det: StatisticalDetector, features: Features, result: StatResult
                                     StatisticalConfig(novelty_window_s=0.0),
                                     StatisticalConfig(novelty_window_s=600.0, novelty_buckets=3)])
 def test_statistical_layer_matches_the_plain_version(config: StatisticalConfig) -> None:
-    profiles = default_profiles(3, seed=7)
+    # The last symbol trades at 1e-6 BTC, so one satoshi is 1 % of its price: the price-step floor binds.
+    coarse = SymbolProfile("COARSE/BTC", 1e-6, 0.5, 1e4, liquid=False)
+    profiles = [*default_profiles(3, seed=7), coarse]
     batch, _ = generate(profiles, start_ms=T0, duration_s=1800.0, seed=7)
     rng = np.random.default_rng(0)
     engines: dict[str, FeatureEngine] = {}
     fast: dict[str, StatisticalDetector] = {}
     plain: dict[str, StatisticalDetector] = {}
     histories: dict[str, History] = {}
-    gated = 0
+    gated = stepped = 0
     for k, tick in enumerate(batch.ticks()):
         if tick.symbol not in engines:
             engines[tick.symbol] = FeatureEngine(tick.symbol)
@@ -249,6 +262,7 @@ def test_statistical_layer_matches_the_plain_version(config: StatisticalConfig) 
         history = histories[tick.symbol]
         got, want = fast[tick.symbol].score_one_raw(f), plain_score(plain[tick.symbol], f, history)
         assert repr(got) == repr(want)
+        stepped += tick.symbol == coarse.symbol and got.scales[0] > MONITORED[0][3]
         det = fast[tick.symbol]
         if det.novelty is not None:
             assert det.novelty.limits(f.timestamp) == brute_limits(det, f.timestamp, history)
@@ -256,11 +270,13 @@ def test_statistical_layer_matches_the_plain_version(config: StatisticalConfig) 
         det.learn_one(f, got)
         plain_learn(plain[tick.symbol], f, want, history)
         got_state, want_state = det.to_state(), plain[tick.symbol].to_state()
-        assert repr((got_state["n"], got_state["b"])) == repr((want_state["n"], want_state["b"]))
+        keys = ("n", "b", "p")  # the plain detector keeps its novelty window in `history`
+        assert repr([got_state[k] for k in keys]) == repr([want_state[k] for k in keys])
         # to_state/from_state keeps the window: the restored detector scores the next tick alike.
         if k % 997 == 0:
             fast[tick.symbol] = StatisticalDetector.from_state(orjson.loads(orjson.dumps(got_state)), config)
     assert config.novelty_window_s == 0 or gated > 0  # not vacuous: the gate held a flagged tick back
+    assert stepped > 0  # and the price-step floor set a scale
 
 
 def test_learn_one_refuses_mismatched_lengths_before_updating() -> None:
