@@ -66,7 +66,7 @@ from models.evaluation import (
     symbol_counts,
 )
 from models.pipeline import Pipeline
-from models.synthetic import default_profiles
+from models.synthetic import PROFILE_SETS, stress_profiles
 from models.thresholds import AdaptiveConfig
 from models.univariate import value_ticks
 
@@ -131,11 +131,12 @@ def methods_of(pipeline: Pipeline) -> list[str]:
 
 
 def run_seed(pipeline: Pipeline, seed: int, *, symbols: int, hours: float, events_per_day: float,
-             batch_size: int, quiet_fraction: float = 0.0, progress: bool = True) -> SeedRun:
+             batch_size: int, quiet_fraction: float = 0.0, progress: bool = True,
+             profile_set: str = "default") -> SeedRun:
     """Generate one data set (the ``cryptotrace synth`` recipe) and score it with every method."""
-    profiles = default_profiles(symbols, seed=seed)
+    profiles = stress_profiles(profile_set, symbols, seed=seed)
     batch, labels = synthetic_set(symbols=symbols, hours=hours, seed=seed, events_per_day=events_per_day,
-                                  quiet_fraction=quiet_fraction)
+                                  quiet_fraction=quiet_fraction, profiles=profile_set)
     ticks = list(batch.ticks())
     with tqdm(total=len(ticks), unit="tick", desc=f"seed {seed}", file=sys.stderr, mininterval=2.0,
               disable=not progress) as bar:
@@ -423,6 +424,10 @@ def _seeds(seeds: int | list[int]) -> str:
     return ", ".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
 
 
+def _profile_note(profile_set: str) -> str:
+    return "" if profile_set == "default" else f", symbols of the `{profile_set}` stress set"
+
+
 def _paired(row: dict[str, Any]) -> str:
     diff = next((v for k, v in row.items() if k.endswith("_f1_minus_this")), None)
     return "-" if diff is None else f"{diff['difference']:+.3f}{_ci(diff['ci95'], 3)}"
@@ -446,7 +451,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Synthetic: thresholds frozen on seed {_seeds(syn['calibration_seed'])} (best F1 with at most "
         f"{syn['fa_cap']} false alarms per symbol-day), evaluated on seeds "
-        f"{', '.join(map(str, syn['eval_seeds']))} pooled ({syn['symbol_days']:.1f} symbol-days, "
+        f"{', '.join(map(str, syn['eval_seeds']))} pooled"
+        f"{_profile_note(syn.get('eval_profiles', 'default'))} ({syn['symbol_days']:.1f} symbol-days, "
         f"{syn['events']} manipulation events). NAB: standard profile, 58 files. The {lead} F1 minus a "
         "method's: its 95% interval is a paired bootstrap over symbols (both methods on each draw).",
         "",
@@ -500,7 +506,10 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         logger.info("calibrated %s: threshold %.6g, F1 %.3f, FA %.3f", m, thr, rep.f1,
                     rep.false_alarms_per_symbol_day)
     del cal
-    runs = [run_seed(pipeline, s, **kw) for s in args.eval_seeds]
+    # Thresholds are frozen on the training's kind of symbols; --eval-profiles may then evaluate
+    # them on a stress set outside those ranges (a generalisation check).
+    eval_profiles = getattr(args, "eval_profiles", "default")
+    runs = [run_seed(pipeline, s, **kw, profile_set=eval_profiles) for s in args.eval_seeds]
     results: dict[str, Any] = {m: evaluate_method(runs, m, thresholds[m], cd) for m in methods}
     lead = "ensemble" if "ensemble" in methods else "statistical"
     for m, diff in paired_against(results, lead, [m for m in methods if m != lead]).items():
@@ -528,6 +537,7 @@ def run_ablation(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         "combination": None if pipeline.bundle is None else pipeline.bundle.combination,
         "adaptive_thresholds": dataclasses.asdict(pipeline.config.adaptive),
         "synthetic": {"calibration_seed": list(args.calibration_seed), "eval_seeds": list(args.eval_seeds),
+                      "eval_profiles": eval_profiles,
                       "fa_cap": args.fa_cap, "symbol_days": round(symbol_days, 2),
                       "events": sum(len(r.events) for r in runs),
                       "regime_shifts": sum(len(r.events_all) - len(r.events) for r in runs),
@@ -558,6 +568,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", type=int, default=12)
     parser.add_argument("--hours", type=float, default=12.0)
     parser.add_argument("--events-per-day", type=float, default=4.0)
+    parser.add_argument("--eval-profiles", choices=PROFILE_SETS, default="default",
+                        help="symbol set of the evaluation seeds (calibration always uses the default set): "
+                             "a stress set checks that frozen thresholds generalise")
     parser.add_argument("--quiet-fraction", type=float, default=0.25,
                         help="share of symbols (of each liquidity class) with no event: long quiet stretches")
     parser.add_argument("--fa-cap", type=float, default=0.2,

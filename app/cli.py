@@ -225,7 +225,8 @@ def cmd_synth(settings: Settings, args: argparse.Namespace) -> int:
     from app.synth import write_dataset
 
     ticks, labels = write_dataset(args.out, symbols=args.symbols, hours=args.hours, seed=args.seed,
-                                  events_per_day=args.events_per_day, quiet_fraction=args.quiet_fraction)
+                                  events_per_day=args.events_per_day, quiet_fraction=args.quiet_fraction,
+                                  profiles=args.profiles)
     sys.stdout.write(json.dumps({"out": str(args.out), "ticks": ticks, "labels": labels}) + "\n")
     return 0
 
@@ -355,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=42)
     sy.add_argument("--quiet-fraction", type=float, default=0.0,
                     help="share of symbols (of each liquidity class) with no event; the ablation's suite uses 0.25")
+    # models.synthetic.PROFILE_SETS, spelled out so that building the parser imports no numpy.
+    sy.add_argument("--profiles", choices=("default", "large_tick", "sparse"), default="default",
+                    help="symbol set: the one training draws from, or a stress set outside its ranges "
+                         "(large_tick: one satoshi is 0.5-10%% of the price; sparse: 250-1,700 trades a day)")
     sy.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="broker + worker + synthetic feed; prints alerts")

@@ -105,13 +105,21 @@ _ILLIQUID = ("BRD/BTC", "XYZBTC", "NAS/BTC", "VIBBTC", "POA/BTC", "EVXBTC", "MTH
 
 @dataclass(frozen=True)
 class SymbolProfile:
-    """Static description of one instrument (``trades_per_s`` is the mean trade rate)."""
+    """Static description of one instrument (``trades_per_s`` is the mean trade rate).
+
+    ``tick_size`` (optional) is the exchange's price increment. Given, trades print on that grid
+    at the bid or the ask: a buy rounds the price up, a sell down, so where one tick is wider than
+    the spread (a large-tick coin, e.g. a BTC pair priced at a few hundred satoshi) trades bounce
+    between two levels a tick apart, as they do on such markets. ``None``: prices are rounded to
+    about 1e-5 of ``base_price`` (at least one satoshi), to the nearest.
+    """
 
     symbol: str
     base_price: float
     trades_per_s: float
     mean_qty: float
     liquid: bool
+    tick_size: float | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,45 @@ def default_profiles(n_symbols: int, *, seed: int, illiquid_fraction: float = 0.
     return out
 
 
+#: Profile sets outside the ranges training sees, to check that the detector generalises.
+PROFILE_SETS: tuple[str, ...] = ("default", "large_tick", "sparse")
+SATOSHI = 1e-8
+
+
+def stress_profiles(kind: str, n_symbols: int, *, seed: int) -> list[SymbolProfile]:
+    """Illiquid BTC pairs outside the default ranges (``default_profiles`` for ``"default"``).
+
+    ``large_tick``: priced 1e-7-2e-6 BTC on a one-satoshi grid, so one tick is 0.5-10 % of the
+    price and trades bounce between bid and ask (``SymbolProfile.tick_size``); low-priced coins are
+    the usual pump targets. ``sparse``: 0.003-0.02 trades/s (250-1,700 trades a day), prices as
+    the default illiquid ones. Named ``LTK000/BTC`` or ``SPR000/BTC`` ...; each profile depends
+    only on (seed, kind, position).
+
+    Examples
+    --------
+    >>> p = stress_profiles("large_tick", 2, seed=1)
+    >>> [x.symbol for x in p], all(x.tick_size == SATOSHI and x.base_price <= 2e-6 for x in p)
+    (['LTK000/BTC', 'LTK001/BTC'], True)
+    """
+    n = _int("n_symbols", n_symbols, 1)
+    seed = _int("seed", seed, 0)
+    if kind == "default":
+        return default_profiles(n, seed=seed)
+    if kind not in PROFILE_SETS:
+        raise ValueError(f"kind: one of {PROFILE_SETS}, got {kind!r}")
+    out = []
+    for i in range(n):
+        name = f"{'LTK' if kind == 'large_tick' else 'SPR'}{i:03d}/BTC"
+        rng = np.random.default_rng(sc.seed_sequence(seed, "profile", kind, name))
+        lo, hi = (0.02, 0.5) if kind == "large_tick" else (0.003, 0.02)
+        rate, notional = sc.log_uniform(rng, lo, hi), sc.log_uniform(rng, 0.005, 0.05)
+        p_lo, p_hi = (1e-7, 2e-6) if kind == "large_tick" else (5e-6, 5e-4)
+        price = round(sc.log_uniform(rng, p_lo, p_hi), 8)
+        tick = SATOSHI if kind == "large_tick" else None
+        out.append(SymbolProfile(name, price, round(rate, 4), float(f"{notional / price:.4g}"), False, tick))
+    return out
+
+
 def quiet_symbols(profiles: Sequence[SymbolProfile], fraction: float) -> list[str]:
     """Every ``1 / fraction``-th symbol of each liquidity class (by position): the symbols left without
     events, so that a data set has long quiet stretches on liquid and illiquid symbols alike.
@@ -294,6 +341,8 @@ def _check_profiles(profiles: Sequence[SymbolProfile]) -> list[SymbolProfile]:
         except BadTickError as exc:
             raise ValueError(f"profiles[{i}]: {exc}") from None
         _num(f"profiles[{i}].trades_per_s", p.trades_per_s, 0.0, 1e4, open_lo=True)
+        if p.tick_size is not None:
+            _num(f"profiles[{i}].tick_size", p.tick_size, 0.0, p.base_price, open_lo=True)
         if p.symbol in seen:
             raise ValueError(f"profiles[{i}]: duplicate symbol {p.symbol!r}")
         seen.add(p.symbol)

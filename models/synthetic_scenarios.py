@@ -425,4 +425,23 @@ def simulate(
     tail = np.where(u < _TAIL_P, (1.0 - np.minimum(u / _TAIL_P, 1.0 - 1e-9)) ** (-1.0 / _TAIL_ALPHA), 1.0)
     size = np.exp(_SIZE_SIGMA * r_size.standard_normal(ts.size) - 0.5 * _SIZE_SIGMA**2) * tail / _SIZE_NORM
     qty = round_to_grid(prof.mean_qty * mod.size[st] * size, prof.mean_qty * 100.0)
-    return ts, round_to_grid(price, prof.base_price), qty, side
+    if prof.tick_size is None:
+        return ts, round_to_grid(price, prof.base_price), qty, side
+    return ts, quote_on_ticks(price, side, mod.stale, ts, prof.tick_size), qty, side
+
+
+def quote_on_ticks(
+    price: FloatArray, side: npt.NDArray[np.int8], stale: list[tuple[int, int]], ts: npt.NDArray[np.int64],
+    tick: float,
+) -> FloatArray:
+    """Prices on an exchange's tick grid: buys at the ask (rounded up), sells at the bid (down).
+
+    A frozen stretch keeps one price (rounded to the nearest tick). Never below one tick.
+    """
+    units = price / tick
+    on_grid = np.where(side > 0, np.ceil(units - 1e-9), np.floor(units + 1e-9))
+    for a, b in stale:
+        frozen = (ts >= a) & (ts < b)
+        on_grid[frozen] = np.round(units[frozen])
+    dec = max(0, -math.floor(math.log10(tick)) + 2)
+    return np.round(np.maximum(on_grid, 1.0) * tick, dec)

@@ -165,6 +165,16 @@ def test_other_rule_rows_score_what_the_pipeline_scores_under_that_rule() -> Non
     assert "| ensemble/vote (not shipped) |" in table
 
 
+def test_an_evaluation_seed_can_use_a_stress_profile_set() -> None:
+    kw = {"symbols": 2, "hours": 0.5, "events_per_day": 48.0, "batch_size": 500, "progress": False}
+    run = run_seed(Pipeline(), 3, **kw, profile_set="large_tick")
+    assert set(run.spans) == {"LTK000/BTC", "LTK001/BTC"}
+    assert float(run.prices.max()) <= 2e-5  # priced in a few hundred satoshi
+    syn = {"calibration_seed": [1], "eval_seeds": [3], "eval_profiles": "large_tick", "fa_cap": 0.2,
+           "symbol_days": 0.04, "events": 1, "methods": {}}
+    assert "pooled, symbols of the `large_tick` stress set (" in markdown({"synthetic": syn})
+
+
 @pytest.mark.parametrize("thr", [0.5, 0.9])
 def test_nab_scores_fixed_is_one_of_the_optimiser_candidates(thr: float) -> None:
     ts = np.arange(300, dtype=np.int64) * 60_000_000_000

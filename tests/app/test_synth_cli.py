@@ -7,7 +7,7 @@ import gzip
 from pathlib import Path
 
 from app.cli import main
-from models.synthetic import default_profiles, quiet_symbols
+from models.synthetic import default_profiles, quiet_symbols, stress_profiles
 
 
 def _label_symbols(out: Path) -> set[str]:
@@ -27,3 +27,12 @@ def test_quiet_fraction_leaves_the_ablations_quiet_symbols_without_events(tmp_pa
     with gzip.open(tmp_path / "quiet" / "ticks.csv.gz", "rt") as fh:
         ticked = {row["symbol"] for row in csv.DictReader(fh)}
     assert quiet <= ticked  # still traded: quiet, not absent
+
+
+def test_a_stress_profile_set_writes_its_own_symbols(tmp_path: Path) -> None:
+    args = ["synth", "--symbols", "3", "--hours", "2", "--seed", "5", "--profiles", "large_tick"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    with gzip.open(tmp_path / "ticks.csv.gz", "rt") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {row["symbol"] for row in rows} == {p.symbol for p in stress_profiles("large_tick", 3, seed=5)}
+    assert all(float(row["price"]) <= 1e-5 for row in rows)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from models import synthetic_scenarios as scn
 from models.synthetic import (
+    SATOSHI,
     SCENARIOS,
     Injection,
     Label,
@@ -19,6 +20,7 @@ from models.synthetic import (
     default_profiles,
     generate,
     random_injections,
+    stress_profiles,
 )
 from models.ticks import Tick, tick_from_dict
 
@@ -425,3 +427,47 @@ def test_linear_recurrence_matches_the_loop() -> None:
         x = ai * x + bi
         want.append(x)
     np.testing.assert_allclose(scn.linear_recurrence(a, b, 0.3), want, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- stress profile sets
+LARGE_TICK = SymbolProfile("LTK/BTC", 4e-7, 0.3, 5e4, False, tick_size=SATOSHI)
+
+
+def test_a_large_tick_coin_trades_on_its_grid_and_bounces_between_bid_and_ask() -> None:
+    b, _ = generate([LARGE_TICK], start_ms=T0, duration_s=6 * 3600, seed=3)
+    units = b.price / SATOSHI
+    assert np.allclose(units, np.round(units), rtol=0, atol=1e-6) and units.min() >= 1
+    # One satoshi is 2.5 % of the price and the half-spread 0.1 %: rounded to the nearest, buys and
+    # sells would print at one level for hours; on the grid a buy prints at least as high as a sell
+    # of the same second, and most price changes are one tick (the bid-ask bounce).
+    moves = np.abs(np.diff(np.round(units)))
+    assert (moves[moves > 0] == 1).mean() > 0.8
+    assert (moves > 0).mean() > 0.2
+    sec = b.timestamp // 1000
+    for s in np.unique(sec)[:2000]:
+        m = sec == s
+        buys, sells = b.price[m & (b.side > 0)], b.price[m & (b.side < 0)]
+        if buys.size and sells.size:
+            assert buys.min() >= sells.max() - 1.5 * SATOSHI  # the book may walk within a second
+
+
+def test_a_stale_price_on_a_large_tick_coin_stays_on_one_level() -> None:
+    b, (lab,) = generate([LARGE_TICK], start_ms=T0, duration_s=6 * 3600, seed=3,
+                         injections=[Injection("stale_price", "LTK/BTC", T0 + 2 * H, {"duration_s": 1800})])
+    win = _in(b, lab.start_ms, lab.end_ms)
+    assert win.sum() >= 100 and np.unique(b.price[win]).size == 1
+
+
+@pytest.mark.parametrize("kind", ["large_tick", "sparse"])
+def test_stress_profiles_lie_outside_the_default_ranges(kind: str) -> None:
+    stress, normal = stress_profiles(kind, 10, seed=4), default_profiles(20, seed=4)
+    assert stress == stress_profiles(kind, 10, seed=4) and all(not p.liquid for p in stress)
+    default_ill = [p for p in normal if not p.liquid]
+    if kind == "large_tick":
+        assert max(p.base_price for p in stress) < min(p.base_price for p in default_ill)
+        assert all(p.tick_size == SATOSHI and p.tick_size / p.base_price >= 0.005 for p in stress)
+    else:
+        assert max(p.trades_per_s for p in stress) < min(p.trades_per_s for p in default_ill)
+    assert stress_profiles("default", 20, seed=4) == normal
+    with pytest.raises(ValueError, match="kind"):
+        stress_profiles("busy", 3, seed=4)
