@@ -12,7 +12,8 @@ Two clocks are used on purpose:
 * **Continuous-time decaying rates** (event time, irregular) give the microstructure that
   manipulation shows (La Morgia et al. 2020): trade rate, volume rate and same-millisecond
   ("rush order") rate over ~1 minute against a ~1 hour baseline, and the taker buy/sell
-  imbalance.
+  imbalance; trade and volume rates also over ~10 minutes against the same baseline, for
+  bursts on coins whose minute holds too few trades to tell.
 * **Stale price**: ``flat_trades`` counts consecutive trades at an unchanged price, and
   ``flat_surprise`` says how rare a run that long is *for this symbol*: with ``q`` the
   symbol's share of trades that repeat the previous price (over ~1 hour, with one pseudo
@@ -65,6 +66,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "same_ms_share",
     "flat_trades",
     "flat_surprise",
+    "trade_rate_ratio_medium",
+    "volume_ratio_medium",
 )
 
 
@@ -78,9 +81,12 @@ class FeatureConfig:
     fill_gap_s: float = 300.0
     max_gap_s: float = 900.0
     warmup_s: float = 600.0
+    # The medium window (~10 minutes) sees a burst that lasts minutes on a coin that trades a few
+    # times a minute or less, where one minute holds too few trades to tell a burst from chance.
+    medium_tau_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("bar_seconds", "fast_tau_s", "slow_tau_s", "warmup_s"):
+        for name in ("bar_seconds", "fast_tau_s", "slow_tau_s", "warmup_s", "medium_tau_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.fast_tau_s >= self.slow_tau_s:
@@ -122,6 +128,8 @@ class Features:
     same_ms_share: float
     flat_trades: float
     flat_surprise: float
+    trade_rate_ratio_medium: float
+    volume_ratio_medium: float
 
     # Written out, not generated: mypyc compiles this one to C, while the ``__init__`` that
     # ``dataclasses`` generates stays interpreted Python (mypyc issue 817) and cost 3.5 us a tick.
@@ -130,7 +138,8 @@ class Features:
         volume_change_pct: float, rsi: float, macd: float, macd_hist: float, bollinger_position: float,
         moving_avg_ratio: float, volatility: float, momentum: float, hour_of_day: float, day_of_week: float,
         trade_rate: float, trade_rate_ratio: float, volume_ratio: float, buy_sell_imbalance: float,
-        same_ms_share: float, flat_trades: float, flat_surprise: float,
+        same_ms_share: float, flat_trades: float, flat_surprise: float, trade_rate_ratio_medium: float,
+        volume_ratio_medium: float,
     ) -> None:
         self.symbol = symbol
         self.timestamp = timestamp
@@ -154,6 +163,8 @@ class Features:
         self.same_ms_share = same_ms_share
         self.flat_trades = flat_trades
         self.flat_surprise = flat_surprise
+        self.trade_rate_ratio_medium = trade_rate_ratio_medium
+        self.volume_ratio_medium = volume_ratio_medium
 
     def values(self) -> tuple[float, ...]:
         """Feature values in :data:`FEATURE_NAMES` order."""
@@ -209,6 +220,8 @@ class FeatureEngine:
         self.buys_fast, self.sells_fast = DecayingRate(fast), DecayingRate(fast)
         self.same_ms_fast = DecayingRate(fast)
         self.repeats_slow = DecayingRate(slow)  # trades at the previous trade's price
+        medium = self.config.medium_tau_s
+        self.trades_medium, self.volume_medium = DecayingRate(medium), DecayingRate(medium)
 
     def _new_bar_state(self) -> None:
         self._bars: tuple[Any, ...] | None = None  # cached _bar_values(), None when stale
@@ -303,6 +316,8 @@ class FeatureEngine:
         trades_s_raw = trades_slow.update_value(ts, 1.0)
         vol_f_raw = volume_fast.update_value(ts, qty)
         vol_s_raw = volume_slow.update_value(ts, qty)
+        trades_m_raw = self.trades_medium.update_value(ts, 1.0)
+        vol_m_raw = self.volume_medium.update_value(ts, qty)
         side = tick.side
         if side == "buy":
             buys = self.buys_fast.update_value(ts, qty)
@@ -331,8 +346,12 @@ class FeatureEngine:
             trades_s = trades_s_raw / cover_ts
             vol_f = vol_f_raw / cover_vf
             vol_s = vol_s_raw / cover_vs
+            cover_m = _cover(running_s, self.trades_medium.tau_s)  # the volume's medium tau is the same
+            trades_m = trades_m_raw / cover_m
+            vol_m = vol_m_raw / cover_m
         else:  # cover 1.0: x / 1.0 is exactly x
             trades_f, trades_s, vol_f, vol_s = trades_f_raw, trades_s_raw, vol_f_raw, vol_s_raw
+            trades_m, vol_m = trades_m_raw, vol_m_raw
 
         # Repeat share over the slow window (the same decay, so the cold-start cover cancels).
         prior = 1.0 / cfg.slow_tau_s
@@ -386,6 +405,9 @@ class FeatureEngine:
             # flat_trades, flat_surprise
             float(flat),
             -math.log((1e-9 if 1e-9 > trades_s else trades_s) * 86_400.0 * (1.0 - q)) - flat * math.log(q),
+            # trade_rate_ratio_medium, volume_ratio_medium
+            math.log((trades_m + 1e-9) / (trades_s + 1e-9)),
+            math.log((vol_m + 1e-12) / (vol_s + 1e-12)),
         )
 
     def _bar_values(self) -> tuple[Any, ...]:
@@ -402,7 +424,7 @@ class FeatureEngine:
             "v": SCHEMA_VERSION,
             "cfg": [
                 self.config.bar_seconds, self.config.fast_tau_s, self.config.slow_tau_s,
-                self.config.fill_gap_s, self.config.max_gap_s, self.config.warmup_s,
+                self.config.fill_gap_s, self.config.max_gap_s, self.config.warmup_s, self.config.medium_tau_s,
             ],
             "t": [self.last_ms, self.started_ms, self.rates_started_ms, self.bar_index, self.flat_trades],
             "p": [_nan_to_none(self.bar_close), _nan_to_none(self.last_price), _nan_to_none(self.bands_last)],
@@ -417,6 +439,7 @@ class FeatureEngine:
         return (
             self.trades_fast, self.trades_slow, self.volume_fast, self.volume_slow,
             self.buys_fast, self.sells_fast, self.same_ms_fast, self.repeats_slow,
+            self.trades_medium, self.volume_medium,
         )
 
     @classmethod
@@ -436,7 +459,9 @@ class FeatureEngine:
         eng.ema_close = EMA.from_state(bars[6])
         rates = [DecayingRate.from_state(r) for r in state["rates"]]
         (eng.trades_fast, eng.trades_slow, eng.volume_fast, eng.volume_slow,
-         eng.buys_fast, eng.sells_fast, eng.same_ms_fast, eng.repeats_slow) = rates
+         eng.buys_fast, eng.sells_fast, eng.same_ms_fast, eng.repeats_slow) = rates[:8]
+        if len(rates) > 8:  # a state from before the medium window starts it empty (it fills in minutes)
+            eng.trades_medium, eng.volume_medium = rates[8:10]
         eng._bars = None  # the bar indicators were replaced
         return eng
 

@@ -45,6 +45,7 @@ Z_NAMES: tuple[str, ...] = tuple(f"z_{name}" for name, *_ in MONITORED)
 #: z-scores, in which a wash-trading minute and an ordinary busy one overlap (StatisticalConfig).
 CONTEXT_NAMES: tuple[str, ...] = (
     "rsi", "bollinger_position", "macd_hist", "same_ms_share", "wash_log_multiple", "flat_surprise",
+    "wash_log_multiple_medium",
 )
 MODEL_INPUT_NAMES: tuple[str, ...] = Z_NAMES + CONTEXT_NAMES
 Z_CLIP = 50.0
@@ -76,14 +77,29 @@ def _wash_log_multiple(prior_per_s: float, features: Features) -> float:
     The trade multiple adds ``prior_per_s`` trades/s to both rates, so a handful of trades on a
     quiet symbol is no multiple; ``volume_ratio`` is a log of volumes already.
     """
-    fast, log_ratio, volume = features.trade_rate, features.trade_rate_ratio, features.volume_ratio
-    if not (fast >= 0.0 and log_ratio == log_ratio and volume == volume):  # also false for nan
+    fast, log_ratio = features.trade_rate, features.trade_rate_ratio
+    if not (fast >= 0.0 and log_ratio == log_ratio):  # also false for nan
         return math.nan
     slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))  # the ratio is a log of rates
-    if fast + prior_per_s <= 0.0 or slow + prior_per_s <= 0.0:
-        return math.nan  # no rate at all and no prior: no multiple
-    trades = math.log((fast + prior_per_s) / (slow + prior_per_s))
-    return trades if trades < volume else volume
+    return _shrunk_multiple(fast, slow, features.volume_ratio, prior_per_s)
+
+
+def _wash_log_multiple_medium(prior_per_s: float, features: Features) -> float:
+    """The same over the medium window (~10 minutes) against the hour; nan when unknown."""
+    fast, log_ratio, medium_ratio = features.trade_rate, features.trade_rate_ratio, features.trade_rate_ratio_medium
+    if not (fast >= 0.0 and log_ratio == log_ratio and medium_ratio == medium_ratio):
+        return math.nan
+    slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))
+    medium = slow * math.exp(medium_ratio if medium_ratio < 50.0 else 50.0)
+    return _shrunk_multiple(medium, slow, features.volume_ratio_medium, prior_per_s)
+
+
+def _shrunk_multiple(recent: float, slow: float, log_volume_multiple: float, prior_per_s: float) -> float:
+    """min(log trade multiple with ``prior_per_s`` added to both rates, log volume multiple); nan if unknown."""
+    if log_volume_multiple != log_volume_multiple or recent + prior_per_s <= 0.0 or slow + prior_per_s <= 0.0:
+        return math.nan  # no volume ratio, or no rate at all and no prior: no multiple
+    trades = math.log((recent + prior_per_s) / (slow + prior_per_s))
+    return trades if trades < log_volume_multiple else log_volume_multiple
 
 
 class Baseline:
@@ -151,6 +167,10 @@ class StatisticalConfig:
     wash_multiple: float = 7.0
     wash_width: float = 0.25
     wash_prior_per_s: float = 0.05
+    # The same rule over the medium window (~10 minutes, FeatureConfig.medium_tau_s): the same
+    # prior of ~3 trades per window, so a coin that trades every few minutes shows a burst that
+    # lasts minutes, which one minute's handful of trades cannot tell from chance.
+    wash_prior_per_s_medium: float = 0.005
     protect_threshold: float = 0.5
     # Stale price: a run of unchanged prices this rare scores 0.5 (flat_surprise, e-folds below
     # once a symbol-day: ln 1e6 = a run expected once in a million symbol-days if repeats were
@@ -181,7 +201,8 @@ class StatisticalConfig:
             raise ValueError(f"novelty_window_s must be >= 0, got {self.novelty_window_s}")
         if self.price_step_sigmas <= 0:
             raise ValueError(f"price_step_sigmas must be > 0, got {self.price_step_sigmas}")
-        if self.wash_multiple <= 1.0 or self.wash_width <= 0 or self.wash_prior_per_s < 0:
+        if self.wash_multiple <= 1.0 or self.wash_width <= 0 or min(self.wash_prior_per_s,
+                                                                    self.wash_prior_per_s_medium) < 0:
             raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
                              f"{self.wash_width}, {self.wash_prior_per_s}")
 
@@ -208,12 +229,15 @@ class StatResult:
     # Flagged but for the novelty gate (a rare value that is no new extreme): not alerted on, and
     # not learned either, so the baselines are those of the layer without the gate.
     protected: bool = False
-    # The volume-without-price rule's statistic, whether or not the price moved (0.0 when unknown).
+    # The volume-without-price rule's statistics over the last minute and over the medium window,
+    # whether or not the price moved (0.0 when unknown); the rule takes the larger.
     wash_log_multiple: float = 0.0
+    wash_log_multiple_medium: float = 0.0
 
     def __init__(  # noqa: PLR0913 - one parameter per field, as dataclasses would generate
         self, score: float, rule: str, z: tuple[float, ...], active: bool, values: tuple[float | None, ...] = (),
         scales: tuple[float, ...] = (), protected: bool = False, wash_log_multiple: float = 0.0,
+        wash_log_multiple_medium: float = 0.0,
     ) -> None:
         self.score = score
         self.rule = rule
@@ -223,6 +247,7 @@ class StatResult:
         self.scales = scales
         self.protected = protected
         self.wash_log_multiple = wash_log_multiple
+        self.wash_log_multiple_medium = wash_log_multiple_medium
 
     def model_input(self, features: Features) -> list[float]:
         """The forests' input row: z-vector then scale-free context (nan mapped to neutral)."""
@@ -230,6 +255,7 @@ class StatResult:
         bb = features.bollinger_position
         hist = features.macd_hist
         wash = self.wash_log_multiple
+        wash_medium = self.wash_log_multiple_medium
         surprise = features.flat_surprise
         return [
             *self.z,
@@ -239,6 +265,7 @@ class StatResult:
             features.same_ms_share,
             -10.0 if wash < -10.0 else 10.0 if wash > 10.0 else wash,
             0.0 if surprise != surprise else -10.0 if surprise < -10.0 else 50.0 if surprise > 50.0 else surprise,
+            -10.0 if wash_medium < -10.0 else 10.0 if wash_medium > 10.0 else wash_medium,
         ]
 
     def __reduce__(self) -> tuple[type[StatResult], tuple[Any, ...]]:
@@ -354,12 +381,17 @@ class StatisticalDetector:
         # Volume without price: only while price and volatility stay within pump_z sigma (a moving
         # price is the pump and lone price rules' to judge).
         wash = _wash_log_multiple(cfg.wash_prior_per_s, features)
-        if wash != wash:
-            wash = 0.0  # unknown: no rule, a neutral model input
-        elif abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z:
-            excess = (wash - self._log_wash_multiple) / cfg.wash_width
+        wash_medium = _wash_log_multiple_medium(cfg.wash_prior_per_s_medium, features)
+        # The rule's statistic: the larger known one (nan compares false, so either may be unknown).
+        larger = wash if wash_medium != wash_medium or wash > wash_medium else wash_medium
+        if larger == larger and abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z:
+            excess = (larger - self._log_wash_multiple) / cfg.wash_width
             if excess > best:
                 best, rule = excess, "volume_without_price"
+        if wash != wash:
+            wash = 0.0  # unknown: a neutral model input
+        if wash_medium != wash_medium:
+            wash_medium = 0.0
         # Stale price: prices frozen while trades go on, judged by the symbol's own repeat rate.
         # Gated like the lone rules: a run no more surprising than one of the last 2 h is not new
         # (flat stretches that recur); a frozen feed's surprise keeps growing, so it stays new.
@@ -375,7 +407,7 @@ class StatisticalDetector:
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
         return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
-                          protected, wash)
+                          protected, wash, wash_medium)
 
     def learn_one(self, features: Features, result: StatResult) -> None:
         """Update the baselines unless this tick was flagged (protection) once active.

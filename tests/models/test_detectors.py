@@ -275,13 +275,13 @@ def test_model_input_maps_nan_to_neutral_and_clips() -> None:
     r = StatResult(0.1, "none", tuple(float(k) for k in range(len(Z_NAMES))), True)
     unknown = dict(rsi=math.nan, bollinger_position=math.nan, macd_hist=math.nan, flat_surprise=math.nan)
     row = r.model_input(feats(T0, same_ms_share=0.3, **unknown))
-    assert row == [*r.z, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0]
-    wild = StatResult(0.1, "none", r.z, True, wash_log_multiple=1e3)
+    assert row == [*r.z, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0]
+    wild = StatResult(0.1, "none", r.z, True, wash_log_multiple=1e3, wash_log_multiple_medium=-1e3)
     row = wild.model_input(feats(T0, rsi=75.0, bollinger_position=1e6, macd_hist=-1e6, same_ms_share=0.0,
                                  flat_surprise=1e6))
-    assert row[len(Z_NAMES):] == [0.25, 10.0, -10.0, 0.0, 10.0, 50.0]
-    calm = StatResult(0.1, "none", r.z, True, wash_log_multiple=0.7)
-    assert calm.model_input(feats(T0, flat_surprise=-3.0))[-2:] == [0.7, -3.0]
+    assert row[len(Z_NAMES):] == [0.25, 10.0, -10.0, 0.0, 10.0, 50.0, -10.0]
+    calm = StatResult(0.1, "none", r.z, True, wash_log_multiple=0.7, wash_log_multiple_medium=1.5)
+    assert calm.model_input(feats(T0, flat_surprise=-3.0))[-3:] == [0.7, -3.0, 1.5]
 
 
 def test_wash_statistic_is_reported_whether_or_not_the_price_moved() -> None:
@@ -296,6 +296,30 @@ def test_wash_statistic_is_reported_whether_or_not_the_price_moved() -> None:
     assert moved.wash_log_multiple == flat.wash_log_multiple
     unknown = det.score_one_raw(feats(t + 2000, trade_rate=math.nan))
     assert unknown.wash_log_multiple == 0.0 and unknown.rule != "volume_without_price"
+
+
+def test_the_medium_window_sees_a_burst_that_one_minute_cannot_tell_from_chance() -> None:
+    """A coin at 0.005 trades/s (a trade every 3 minutes) trading 15x that for ten minutes: 4.5 trades a
+    minute. With 3 prior trades per minute the last minute's multiple would be at most
+    (0.075 + 0.05) / (0.005 + 0.05) = 2.3x, far below the rule's 7x; over ten minutes, with the same
+    3 prior trades, it is 8x. Here the last minute itself looks ordinary (its few trades came at the
+    usual pace) and only the ten minutes show the burst."""
+    det, t = warm_detector()
+    slow = 0.005
+    burst = dict(trade_rate=slow, trade_rate_ratio=0.0, volume_ratio=0.0,
+                 trade_rate_ratio_medium=math.log(15.0), volume_ratio_medium=math.log(15.0))
+    res = det.score_one_raw(feats(t + 2000, **burst))
+    cfg = det.config
+    medium = math.log((15 * slow + cfg.wash_prior_per_s_medium) / (slow + cfg.wash_prior_per_s_medium))
+    assert res.wash_log_multiple == pytest.approx(0.0, abs=1e-12)
+    assert res.wash_log_multiple_medium == pytest.approx(medium, rel=1e-12) and medium > math.log(cfg.wash_multiple)
+    assert res.rule == "volume_without_price" and res.score > 0.5
+    # Without the medium window's multiple nothing is unusual.
+    quiet = det.score_one_raw(feats(t + 2000, **(burst | {"trade_rate_ratio_medium": 0.0})))
+    assert quiet.rule != "volume_without_price" and quiet.score < 0.5
+    # A moving price silences the rule (a pump's to judge), whichever window saw the volume.
+    moved = det.score_one_raw(feats(t + 2000, price_change_pct=25.0, **burst))
+    assert moved.rule != "volume_without_price" and moved.wash_log_multiple_medium == res.wash_log_multiple_medium
 
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.features import FEATURE_NAMES, SAME_MS_PRIOR_TRADES, FeatureConfig, FeatureEngine, Features
+from models.indicators import DecayingRate
 from models.ticks import Tick
 
 # Sunday 2023-11-19 23:40 UTC (+123 ms): the sequences cross midnight into Monday.
@@ -178,6 +179,10 @@ def reference(prefix: Sequence[Tick], cfg: FeatureConfig) -> dict[str, float | b
     out["trade_rate"] = tf
     out["trade_rate_ratio"] = math.log((tf + 1e-9) / (ts + 1e-9))
     out["volume_ratio"] = math.log((vf + 1e-12) / (vs + 1e-12))
+    tm = rate(ones, cfg.medium_tau_s) / _cover(running, cfg.medium_tau_s)
+    vm = rate(qty, cfg.medium_tau_s) / _cover(running, cfg.medium_tau_s)
+    out["trade_rate_ratio_medium"] = math.log((tm + 1e-9) / (ts + 1e-9))
+    out["volume_ratio_medium"] = math.log((vm + 1e-12) / (vs + 1e-12))
     out["buy_sell_imbalance"] = (buys - sells) / (buys + sells) if buys + sells > 0 else 0.0
     # Shrunk by a prior of SAME_MS_PRIOR_TRADES ordinary trades per fast window (see the code comment).
     out["same_ms_share"] = same_rate / (tf + SAME_MS_PRIOR_TRADES / cfg.fast_tau_s)
@@ -419,6 +424,27 @@ def test_state_round_trip_keeps_config_and_rejects_other_versions() -> None:
         FeatureEngine.from_state(SYM, {**eng.to_state(), "v": 99})
 
 
+def test_a_state_from_before_the_medium_window_restores_with_it_empty() -> None:
+    """States written before the medium window (6 config values, 8 rates) still load: the old rates are
+    kept and the medium ones start empty, so the medium ratios read low (no burst) until they fill."""
+    eng = FeatureEngine(SYM)
+    ticks = make_ticks(22, 300, mean_dt_ms=500.0)
+    for tick in ticks[:200]:
+        eng.update(tick)
+    state = _json(eng.to_state())
+    old = {**state, "cfg": state["cfg"][:6], "rates": state["rates"][:8]}
+    back = FeatureEngine.from_state(SYM, old)
+    assert back.config == FeatureConfig() and back.trades_medium.to_state() == DecayingRate(600.0).to_state()
+    assert back.trades_slow.to_state() == eng.trades_slow.to_state()
+    a, b = eng.update(ticks[200]), back.update(ticks[200])
+    for name in FEATURE_NAMES:
+        if name.endswith("_medium"):
+            assert getattr(b, name) < getattr(a, name)
+        else:
+            x, y = getattr(a, name), getattr(b, name)
+            assert x == y or (math.isnan(x) and math.isnan(y)), name
+
+
 def test_state_size_is_bounded() -> None:
     """O(1) memory: the JSON state after 100k ticks is no bigger than after 1k (up to longer counters)."""
     eng = FeatureEngine(SYM)
@@ -435,4 +461,5 @@ def test_state_size_is_bounded() -> None:
             state = eng.to_state()
             sizes[k + 1] = len(json.dumps(state))
             assert len(state["bars"][2]) == 6 + 20 and len(state["bars"][3]) == 6 + 30
-    assert sizes[100_000] <= sizes[1_000] + 64, sizes
+    # Up to longer numbers: a float's repr grows from e.g. "0.5" to 17 significant digits.
+    assert sizes[100_000] <= sizes[1_000] + 128 and sizes[100_000] < 2_500, sizes

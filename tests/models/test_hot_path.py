@@ -120,16 +120,23 @@ def brute_limits(det: StatisticalDetector, t: int, history: History) -> list[flo
     return [max([math.ceil(v[i] * QUANTUM) / QUANTUM for v in inside], default=EMPTY) for i in channels]
 
 
-def plain_wash_multiple(cfg: StatisticalConfig, features: Features) -> float | None:
-    """log of min(trade multiple, volume multiple), the rates with the prior added; None if unknown."""
-    inputs = (features.trade_rate, features.trade_rate_ratio, features.volume_ratio)
+def plain_wash_multiple(cfg: StatisticalConfig, features: Features, medium: bool = False) -> float | None:
+    """log of min(trade multiple, volume multiple), the rates with the prior added; None if unknown.
+
+    Over the last minute, or with ``medium`` over the medium window (its rate = the hour's times its ratio).
+    """
+    ratio, volume, prior = features.trade_rate_ratio, features.volume_ratio, cfg.wash_prior_per_s
+    inputs = [features.trade_rate, ratio, volume]
+    if medium:
+        volume, prior = features.volume_ratio_medium, cfg.wash_prior_per_s_medium
+        inputs += [features.trade_rate_ratio_medium, volume]
     if any(math.isnan(x) for x in inputs) or features.trade_rate < 0:
         return None
-    slow = features.trade_rate * math.exp(-max(features.trade_rate_ratio, -50.0))
-    if min(features.trade_rate, slow) + cfg.wash_prior_per_s <= 0:
+    slow = features.trade_rate * math.exp(-max(ratio, -50.0))
+    recent = slow * math.exp(min(features.trade_rate_ratio_medium, 50.0)) if medium else features.trade_rate
+    if min(recent, slow) + prior <= 0:
         return None
-    trades_multiple = (features.trade_rate + cfg.wash_prior_per_s) / (slow + cfg.wash_prior_per_s)
-    return min(math.log(trades_multiple), features.volume_ratio)  # volume_ratio is a log already
+    return min(math.log((recent + prior) / (slow + prior)), volume)  # the volume ratios are logs already
 
 
 def plain_price_step(det: StatisticalDetector, price: float) -> float:
@@ -185,10 +192,11 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
         excess = (joint - centre) / width
         if excess > best:
             best, rule = excess, name
-    wash = plain_wash_multiple(cfg, features)
+    wash, wash_medium = plain_wash_multiple(cfg, features), plain_wash_multiple(cfg, features, medium=True)
+    known = [w for w in (wash, wash_medium) if w is not None]
     price_moved = max(abs(zs[0]), zs[5]) >= cfg.pump_z
-    if wash is not None and not price_moved:
-        excess = (wash - math.log(cfg.wash_multiple)) / cfg.wash_width
+    if known and not price_moved:
+        excess = (max(known) - math.log(cfg.wash_multiple)) / cfg.wash_width
         if excess > best:
             best, rule = excess, "volume_without_price"
     surprise = features.flat_surprise
@@ -203,7 +211,7 @@ def plain_score(det: StatisticalDetector, features: Features, history: History) 
     top = max(held_back, default=-math.inf)
     protected = active and top > best and _sigmoid(top) >= cfg.protect_threshold
     return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales), protected,
-                      0.0 if wash is None else wash)
+                      0.0 if wash is None else wash, 0.0 if wash_medium is None else wash_medium)
 
 
 def _record(history: History, bucket: int, stats: list[float]) -> None:
