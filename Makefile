@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_SECONDS ?=
 
-.PHONY: install lock model demo worker test test-unit test-integration lint audit clean
+.PHONY: install lock model demo worker system-deps test test-unit test-integration lint audit clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,13 +44,26 @@ demo: model
 worker: install
 	$(VENV)/bin/cryptotrace worker
 
-test: install
+# System packages some tests need: Debian's headless Chromium and its chromedriver (the dashboard test
+# drives a real browser) and redis-server (the Redis fault tests start throwaway servers). Installed with
+# apt-get when missing and this is root on Debian/Ubuntu (as CI); elsewhere the message says what to install.
+system-deps:
+	@if ! { command -v chromium && command -v chromedriver && command -v redis-server; } >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver redis-server; \
+	  else \
+	    echo "make test needs chromium, chromedriver and redis-server (Debian: apt-get install chromium chromium-driver redis-server)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
 	$(PY) -m pytest -q -rxX --durations=20
 
 test-unit: install
 	$(PY) -m pytest -q -m "not integration"
 
-test-integration: install
+test-integration: install system-deps
 	$(PY) -m pytest -q -m integration
 
 lint: install
