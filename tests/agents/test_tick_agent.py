@@ -27,7 +27,11 @@ PARTITIONS = 4
 
 def _sink() -> Any:
     # create_autospec checks call signatures against the real Topic (Mock(autospec=...) would not).
-    return create_autospec(Topic, instance=True, spec_set=True)
+    sink = create_autospec(Topic, instance=True, spec_set=True)
+    delivered = asyncio.get_running_loop().create_future()  # what awaiting a real send's future gives
+    delivered.set_result(None)
+    sink.send.return_value = delivered
+    return sink
 
 
 @pytest.fixture
