@@ -1,9 +1,9 @@
 """The worker's batch step: decode, route, fold into state, publish alerts, write state back.
 
 Kept out of the agent so the agent stays one screen and this stays testable. Order within
-a batch matters for crash safety: alerts are sent *before* the snapshot that records them
-is written, so a crash in between repeats an alert (with the same ``alert_id``) instead of
-losing it; the offsets stored in each snapshot make a redelivered tick a no-op.
+a batch matters for crash safety: alerts are sent, and acknowledged by the broker, *before* the
+snapshot that records them is written, so a crash in between repeats an alert (with the same
+``alert_id``) instead of losing it; the offsets stored in each snapshot make a redelivered tick a no-op.
 
 After the state: the read models (summaries, chart points, recent alerts) go to the
 dashboard cache in one write per batch. They are derived views, never read back by the
