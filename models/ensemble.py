@@ -48,6 +48,28 @@ LEGACY_STAT_EPS = _EPS
 STAT_EPS = 1e-12
 
 
+def median_of_three(log_odds: np.ndarray) -> np.ndarray:
+    """The middle of each row's three member log-odds: the 2-of-3 vote on the log-odds scale.
+
+    Spelled as max(min(a, b), min(max(a, b), c)), element-wise: exact, and the same for a row
+    whatever batch it is in.
+    """
+    a, b, c = log_odds[:, 0], log_odds[:, 1], log_odds[:, 2]
+    return np.asarray(np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c)))
+
+
+def stack_inputs(log_odds: np.ndarray) -> np.ndarray:
+    """The stacker's inputs (n, 4): the members' calibrated log-odds, then their median.
+
+    A linear stacker over the members alone adds their evidence up, so one member far past its
+    threshold (a statistical rule firing at log-odds 20 on a busy but honest minute) outvotes two
+    members that see nothing. The median column is what at least two members agree on: with it,
+    the fitted weights can ask for agreement where it pays and still let a lone member speak
+    where that pays, instead of choosing between the sum and the vote wholesale.
+    """
+    return np.column_stack([log_odds, median_of_three(log_odds)])
+
+
 def logit(p: np.ndarray, eps: float = _EPS) -> np.ndarray:
     q = np.clip(p, eps, 1.0 - eps)
     return np.asarray(np.log(q / (1.0 - q)))
@@ -89,8 +111,9 @@ class ModelBundle:
     calibration : dict of member name -> Platt
         Applied to the raw member outputs: statistical logit, ``-score_samples``, ``predict_proba``.
     stack_weights, stack_bias, stack_clip :
-        Ensemble p = sigmoid(sum_i w_i * clip(l_i, +/- stack_clip) + bias), l_i member i's
-        calibrated log-odds (``stack_clip`` is :data:`LEGACY_STACK_CLIP` for older artifacts).
+        Ensemble p = sigmoid(sum_i w_i * x_i + bias), x = :func:`stack_inputs` of the members'
+        calibrated log-odds clipped at +/- stack_clip (``stack_clip`` is :data:`LEGACY_STACK_CLIP`
+        for older artifacts; artifacts with three weights read the members' log-odds only).
     threshold : float
         The alert threshold chosen at training time (best event-level F1 on out-of-fold scores
         within a false-alarm budget).
@@ -137,6 +160,9 @@ class ModelBundle:
         if self.combination == "stacked":
             c = self.stack_clip
             clipped = np.clip(log_odds, -c, c)
+            # Models from before the median input have one weight per member: they read the members only.
+            if len(self.stack_weights) > len(MEMBERS):
+                clipped = stack_inputs(clipped)
             # Column by column, not ``clipped @ weights``: a matrix product's last bit depends on the
             # batch's size (BLAS kernels), and a tick's score must not depend on its batch.
             z = np.full(len(clipped), self.stack_bias)

@@ -39,7 +39,7 @@ from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, sigmoid, stat_logit
+from models.ensemble import COMBINATIONS, MEMBERS, ModelBundle, Platt, sigmoid, stack_inputs, stat_logit
 from models.evaluation import (
     Event,
     EventReport,
@@ -470,7 +470,7 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
     bundle.calibration = {m: _platt(raw[cal, i], y_cal, w_cal) for i, m in enumerate(MEMBERS)}
     log_odds_all = bundle.member_log_odds(raw)
     probs = sigmoid(log_odds_all[cal])
-    stacker = LogisticRegression(C=10.0).fit(log_odds_all[cal], y_cal, sample_weight=w_cal)
+    stacker = LogisticRegression(C=10.0).fit(stack_inputs(log_odds_all[cal]), y_cal, sample_weight=w_cal)
     bundle.stack_weights = tuple(float(w) for w in stacker.coef_[0])
     bundle.stack_bias = float(stacker.intercept_[0])
 

@@ -26,6 +26,7 @@ from models.ensemble import (
     Platt,
     confidence_of,
     logit,
+    median_of_three,
     severity_of,
     sigmoid,
     stat_logit,
@@ -355,7 +356,8 @@ def test_bundle_calibration_is_plain_numbers() -> None:
     assert set(bundle.calibration) == set(MEMBERS)
     for p in bundle.calibration.values():
         assert isinstance(p, Platt) and math.isfinite(p.a) and math.isfinite(p.b)
-    assert len(bundle.stack_weights) == len(MEMBERS) and math.isfinite(bundle.stack_bias)
+    # one weight per member, then the members' median (models.ensemble.stack_inputs)
+    assert len(bundle.stack_weights) == len(MEMBERS) + 1 and math.isfinite(bundle.stack_bias)
 
 
 def test_false_alarm_budget_is_capped_at_the_target() -> None:
@@ -443,3 +445,32 @@ def test_stacker_tells_strong_rule_firings_apart() -> None:
     lo = new.member_log_odds(raw)
     assert new.combine(lo)[0] < new.combine(lo)[1]
     assert old.combine(lo)[0] == old.combine(lo)[1]
+
+@given(st.lists(st.tuples(log_odds, log_odds, log_odds), min_size=1, max_size=20))
+def test_median_of_three_is_numpys_median(rows: list[tuple[float, float, float]]) -> None:
+    lo = np.asarray(rows, dtype=np.float64)
+    assert np.array_equal(median_of_three(lo), np.median(lo, axis=1))
+
+
+@given(st.lists(st.tuples(log_odds, log_odds, log_odds), min_size=1, max_size=20),
+       st.tuples(*[st.floats(-3, 3)] * 4), st.floats(-5, 5))
+def test_stacker_with_a_median_weight_adds_the_members_median(
+        rows: list[tuple[float, float, float]], weights: tuple[float, float, float, float], bias: float) -> None:
+    """Four weights: the members' log-odds, then their median, each clipped at the bound first."""
+    lo = np.asarray(rows, dtype=np.float64)
+    bundle = ModelBundle("v", None, None, {m: Platt() for m in MEMBERS}, weights, bias)  # type: ignore[arg-type]
+    clipped = np.clip(lo, -LOGIT_BOUND, LOGIT_BOUND)
+    reference = [sigmoid(np.asarray(sum(w * x for w, x in zip(weights[:3], row, strict=True))
+                                    + weights[3] * sorted(row)[1] + bias)) for row in clipped.tolist()]
+    assert np.allclose(bundle.combine(lo), reference, rtol=0.0, atol=1e-9)
+
+
+def test_a_lone_member_needs_the_others_when_the_stacker_weighs_their_median() -> None:
+    """With weight on the median, one member far past its threshold scores below two that agree."""
+    bundle = ModelBundle("v", None, None, {m: Platt() for m in MEMBERS},  # type: ignore[arg-type]
+                         (0.2, 0.1, 0.3, 1.0), -2.0)
+    lone, agreed = bundle.combine(np.asarray([[30.0, -5.0, -5.0], [5.0, -5.0, 5.0]]))
+    assert lone < 0.5 < agreed
+    without = dataclasses.replace(bundle, stack_weights=(0.2, 0.1, 0.3))  # the same members, no median
+    lone, agreed = without.combine(np.asarray([[30.0, -5.0, -5.0], [5.0, -5.0, 5.0]]))
+    assert lone > agreed
