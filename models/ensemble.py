@@ -6,7 +6,8 @@ scikit-learn's ``IsolationForest.score_samples`` is *lower = more abnormal*, and
 on the log-odds scale by its own Platt calibration (a 1-D logistic regression fitted on
 out-of-fold scores of the labelled training data, from forests that never saw the row's
 symbol; see :mod:`models.training`), and a stacker (a logistic regression over the members'
-calibrated log-odds) combines them into the ensemble probability.
+calibrated log-odds and their median, :func:`stack_inputs`) combines them into the ensemble
+probability.
 
 The stacker reads the calibrated log-odds themselves, bounded at :data:`LOGIT_BOUND`. Models saved
 before the bound existed read them through probabilities clipped at 1e-6 (log-odds +/- 13.8): there,
