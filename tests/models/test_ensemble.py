@@ -446,6 +446,7 @@ def test_stacker_tells_strong_rule_firings_apart() -> None:
     assert new.combine(lo)[0] < new.combine(lo)[1]
     assert old.combine(lo)[0] == old.combine(lo)[1]
 
+
 @given(st.lists(st.tuples(log_odds, log_odds, log_odds), min_size=1, max_size=20))
 def test_median_of_three_is_numpys_median(rows: list[tuple[float, float, float]]) -> None:
     lo = np.asarray(rows, dtype=np.float64)
