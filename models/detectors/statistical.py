@@ -71,27 +71,24 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _wash_log_multiple(prior_per_s: float, features: Features) -> float:
-    """Log of min(trade-rate multiple, volume multiple), last minute over the hour; nan when unknown.
+def _wash_log_multiples(prior_per_s: float, prior_per_s_medium: float, features: Features) -> tuple[float, float]:
+    """Log of min(trade-rate multiple, volume multiple) over the last minute and over the medium
+    window (~10 minutes), each against the hour; nan when unknown.
 
-    The trade multiple adds ``prior_per_s`` trades/s to both rates, so a handful of trades on a
-    quiet symbol is no multiple; ``volume_ratio`` is a log of volumes already.
+    The trade multiples add ``prior_per_s`` (``prior_per_s_medium``) trades/s to both rates, so a
+    handful of trades on a quiet symbol is no multiple; the volume ratios are logs of volumes already.
+    The hourly rate is recovered once from the fast rate and its ratio, for both windows.
     """
     fast, log_ratio = features.trade_rate, features.trade_rate_ratio
     if not (fast >= 0.0 and log_ratio == log_ratio):  # also false for nan
-        return math.nan
+        return math.nan, math.nan
     slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))  # the ratio is a log of rates
-    return _shrunk_multiple(fast, slow, features.volume_ratio, prior_per_s)
-
-
-def _wash_log_multiple_medium(prior_per_s: float, features: Features) -> float:
-    """The same over the medium window (~10 minutes) against the hour; nan when unknown."""
-    fast, log_ratio, medium_ratio = features.trade_rate, features.trade_rate_ratio, features.trade_rate_ratio_medium
-    if not (fast >= 0.0 and log_ratio == log_ratio and medium_ratio == medium_ratio):
-        return math.nan
-    slow = fast * math.exp(-(log_ratio if log_ratio > -50.0 else -50.0))
+    short = _shrunk_multiple(fast, slow, features.volume_ratio, prior_per_s)
+    medium_ratio = features.trade_rate_ratio_medium
+    if medium_ratio != medium_ratio:
+        return short, math.nan
     medium = slow * math.exp(medium_ratio if medium_ratio < 50.0 else 50.0)
-    return _shrunk_multiple(medium, slow, features.volume_ratio_medium, prior_per_s)
+    return short, _shrunk_multiple(medium, slow, features.volume_ratio_medium, prior_per_s_medium)
 
 
 def _shrunk_multiple(recent: float, slow: float, log_volume_multiple: float, prior_per_s: float) -> float:
@@ -182,12 +179,13 @@ class StatisticalConfig:
     # (models/detectors/novelty.py): a move that recurs within it is rare but not new. 0 = off.
     novelty_window_s: float = 7200.0
     novelty_buckets: int = 12
-    # Prices move in whole steps (the exchange's tick size). Where one step is 1-10 % of the price
-    # (low-priced BTC pairs, the usual pump targets) the price sits on one level for long stretches,
-    # the baseline spread of its changes collapses, and the next one-step move would read as a
-    # 30-50 sigma event. So the scale of the price-change features is at least one step (the
-    # smallest price change this symbol has shown) divided by this: a one-step move is at most
-    # ``price_step_sigmas`` sigma, a pump of several steps still stands out.
+    # Prices move in whole steps (the exchange's tick size). Where one step is a sizeable share of the
+    # price (one satoshi is 0.3-1 % of a price of a few hundred satoshi, 10 % of 1e-7 BTC: low-priced
+    # BTC pairs, the usual pump targets) the price sits on one level for long stretches, the baseline
+    # spread of its changes collapses, and the next one-step move would read as a 30-50 sigma event.
+    # So the scale of the price-change features is at least one step (the smallest price change this
+    # symbol has shown) divided by this: a one-step move is at most ``price_step_sigmas`` sigma, a
+    # pump of several steps still stands out.
     price_step_sigmas: float = 2.0
 
     def __post_init__(self) -> None:
@@ -203,8 +201,8 @@ class StatisticalConfig:
             raise ValueError(f"price_step_sigmas must be > 0, got {self.price_step_sigmas}")
         if self.wash_multiple <= 1.0 or self.wash_width <= 0 or min(self.wash_prior_per_s,
                                                                     self.wash_prior_per_s_medium) < 0:
-            raise ValueError(f"wash rule needs multiple > 1, width > 0, prior >= 0; got {self.wash_multiple}, "
-                             f"{self.wash_width}, {self.wash_prior_per_s}")
+            raise ValueError(f"wash rule needs multiple > 1, width > 0, priors >= 0; got {self.wash_multiple}, "
+                             f"{self.wash_width}, {self.wash_prior_per_s}, {self.wash_prior_per_s_medium}")
 
     def __reduce__(self) -> tuple[type[StatisticalConfig], tuple[Any, ...]]:
         return StatisticalConfig, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
@@ -380,8 +378,7 @@ class StatisticalDetector:
             best, rule = excess, "volume_burst"
         # Volume without price: only while price and volatility stay within pump_z sigma (a moving
         # price is the pump and lone price rules' to judge).
-        wash = _wash_log_multiple(cfg.wash_prior_per_s, features)
-        wash_medium = _wash_log_multiple_medium(cfg.wash_prior_per_s_medium, features)
+        wash, wash_medium = _wash_log_multiples(cfg.wash_prior_per_s, cfg.wash_prior_per_s_medium, features)
         # The rule's statistic: the larger known one (nan compares false, so either may be unknown).
         larger = wash if wash_medium != wash_medium or wash > wash_medium else wash_medium
         if larger == larger and abs(zs[0]) < cfg.pump_z and zs[5] < cfg.pump_z:
