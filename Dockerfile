@@ -15,9 +15,10 @@ COPY models ./models
 # Listed as a package in pyproject.toml (the `cryptotrace bench` command): the build needs it.
 COPY benchmarks ./benchmarks
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
-# The package itself again, with the per-tick core compiled by mypyc (setup.py, models/_native.py):
-# a platform wheel that replaces the pure one. mypy is a build tool here, not a runtime dependency.
-RUN pip install --no-cache-dir -c constraints.txt "setuptools>=77" wheel mypy \
+# The package itself again, with the per-tick core compiled by mypyc and the forest walk by Cython (setup.py,
+# models/_native.py): a platform wheel that replaces the pure one. mypy and Cython are build tools here, not
+# runtime dependencies.
+RUN pip install --no-cache-dir -c constraints.txt "setuptools>=77" wheel mypy cython \
  && rm /wheels/cryptotrace-*.whl \
  && CRYPTOTRACE_COMPILE=1 pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels .
 

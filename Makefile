@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # the Python headers). Rebuilt when one of them changes; a stale build is ignored at import, never run.
 # CORE=interpreted skips it (e.g. on a machine without a compiler): the same code, about 2x slower.
 CORE ?= compiled
-CORE_SOURCES := $(wildcard models/*.py models/detectors/*.py)  # a superset: simpler than parsing the list
+CORE_SOURCES := $(wildcard models/*.py models/*.pyx models/detectors/*.py)  # a superset: simpler than parsing the list
 CORE_BUILD := build/compiled/models/_core.json
 
 $(CORE_BUILD): $(VENV)/.installed setup.py $(CORE_SOURCES)

@@ -1,4 +1,4 @@
-"""Build hook: compile the per-tick core with mypyc when ``CRYPTOTRACE_COMPILE=1``.
+"""Build hook: compile the per-tick core with mypyc, and the forest walk with Cython, when ``CRYPTOTRACE_COMPILE=1``.
 
 Everything else about the package is in ``pyproject.toml``; without the variable this adds
 nothing and the install stays pure Python. Two uses (see ``models/_native.py``):
@@ -7,7 +7,7 @@ nothing and the install stays pure Python. Two uses (see ``models/_native.py``):
   --build-lib build/compiled --build-temp build/temp``; the package picks the build up while the
   manifest written here matches the sources;
 - a wheel for the image: ``CRYPTOTRACE_COMPILE=1 pip wheel --no-build-isolation .`` (with mypy
-  installed), which ships the extensions beside the sources.
+  and Cython installed), which ships the extensions beside the sources.
 """
 
 from __future__ import annotations
@@ -23,11 +23,16 @@ ext_modules = []
 cmdclass = {}
 if os.environ.get("CRYPTOTRACE_COMPILE") == "1":
     import mypy.version
+    from Cython.Build import cythonize
     from mypyc.build import mypycify
+    from setuptools import Extension
 
-    from models._native import COMPILED_SOURCES, GROUP_NAME, MANIFEST, source_digests
+    from models._native import COMPILED_SOURCES, GROUP_NAME, MANIFEST, NATIVE_KERNELS, source_digests
 
     ext_modules = mypycify(list(COMPILED_SOURCES), group_name=GROUP_NAME, opt_level="3")
+    kernels = [Extension(rel.removesuffix(".pyx").replace("/", "."), [rel], extra_compile_args=["-O3"])
+               for rel in NATIVE_KERNELS]
+    ext_modules += cythonize(kernels, build_dir="build/cython", quiet=True)
 
     class BuildCoreWithManifest(build_ext):
         """build_ext that records which sources it compiled (what ``models._native`` checks)."""

@@ -41,6 +41,10 @@ COMPILED_SOURCES: tuple[str, ...] = (
     "models/alerts.py",
     "models/pipeline.py",
 )
+#: Kernels written in Cython, built beside the group by the same command and covered by the same
+#: manifest: the forest walk (``models/_forestwalk.pyx``, used by :mod:`models.forests` when built).
+#: Loops over numpy arrays are what mypyc cannot make fast; they are all the Cython there is.
+NATIVE_KERNELS: tuple[str, ...] = ("models/_forestwalk.pyx",)
 #: The mypyc group: its shared library is ``models/_core__mypyc*.so``.
 GROUP_NAME = "models._core"
 MANIFEST = "_core.json"
@@ -51,9 +55,9 @@ BUILD_DIR = REPO_ROOT / "build" / "compiled"
 
 
 def source_digests(root: Path) -> dict[str, str]:
-    """SHA-256 of each compiled source under ``root``; a missing source digests to ``""``."""
+    """SHA-256 of each compiled source (mypyc's and the kernels) under ``root``; a missing one digests to ``""``."""
     digests = {}
-    for rel in COMPILED_SOURCES:
+    for rel in (*COMPILED_SOURCES, *NATIVE_KERNELS):
         path = root / rel
         digests[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
     return digests

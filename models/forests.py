@@ -17,6 +17,11 @@ scikit-learn by ``tests/models/test_forests.py``):
   ``-2 ** -(sum / (n_trees * c(max_samples)))`` with ``c`` the average path length of a BST search.
 
 Arrays only (``np.savez`` / ``np.load(allow_pickle=False)``): nothing executable is stored.
+
+Two walks compute the same bits: a C loop (``models/_forestwalk.pyx``, built by ``make install``
+beside the mypyc core and used whenever that build is fresh, :data:`WALK` says which) and the numpy
+walk below, one step per tree level for every row at once, which is the reference the C loop is
+tested against and what runs without a compiler or under ``CRYPTOTRACE_CORE=interpreted``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+try:  # found only on a fresh compiled build's path (models._native) or in a compiled wheel
+    from models import _forestwalk
+except ImportError:  # pragma: no cover - exercised by the interpreted-core runs
+    _forestwalk = None  # type: ignore[assignment]
+
+#: Which walk scores rows in this process: ``native`` (the C loop) or ``numpy``.
+WALK = "numpy" if _forestwalk is None else "native"
 
 PROBA = "proba"  # RandomForestClassifier: probability of class 1
 ISOLATION = "isolation"  # IsolationForest: score_samples (higher is more normal)
@@ -71,6 +84,9 @@ class FlatForest:
     _children: np.ndarray = field(init=False, repr=False)
     # Also derived: True at leaves (a leaf is its own child), for the walk's compaction.
     _is_leaf: np.ndarray = field(init=False, repr=False)
+    # The node arrays as the C walk takes them, in its argument order: C-contiguous, int64 ids, bytes
+    # for the booleans (typed memoryviews have no bool).
+    _native_nodes: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -91,6 +107,11 @@ class FlatForest:
         children[0::2], children[1::2] = self.left, self.right
         object.__setattr__(self, "_children", children)
         object.__setattr__(self, "_is_leaf", self.left == np.arange(n))
+        object.__setattr__(self, "_native_nodes", (
+            np.ascontiguousarray(self.feature, dtype=np.int64), np.ascontiguousarray(self.threshold, dtype=np.float64),
+            children, np.ascontiguousarray(self.missing_left, dtype=bool).view(np.uint8),
+            self._is_leaf.view(np.uint8), np.ascontiguousarray(self.leaf_value, dtype=np.float64),
+            np.ascontiguousarray(self.roots, dtype=np.int64)))
 
     @property
     def n_estimators(self) -> int:
@@ -156,25 +177,36 @@ class FlatForest:
         return cls(kind=kind, depth=int(depth), n_features_in_=int(n_in), denominator=denominator, **fields)
 
     # ------------------------------------------------------------------ scoring
-    def leaf_sums(self, x: np.ndarray) -> np.ndarray:
-        """Sum over trees, in tree order, of the leaf value each row of ``x`` lands in: shape (n,)."""
+    def leaf_sums(self, x: np.ndarray, walk: str = WALK) -> np.ndarray:
+        """Sum over trees, in tree order, of the leaf value each row of ``x`` lands in: shape (n,).
+
+        ``walk`` picks the C loop (``native``, when built) or the numpy walk; both give the same bits.
+        """
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ValueError(f"expected shape (n, {self.n_features_in_}), got {x.shape}")
+        if walk == "native":
+            if _forestwalk is None:
+                raise RuntimeError("the native forest walk is not built (`make install`)")
+            total = np.zeros(x.shape[0])
+            feature, threshold, children, missing_left, is_leaf, leaf_value, roots = self._native_nodes
+            _forestwalk.add_leaf_values(_as_sklearn_compares(x), feature, threshold, children, missing_left, is_leaf,
+                                        leaf_value, roots, self.depth, total)
+            return total
+        if walk != "numpy":
+            raise ValueError(f"unknown walk {walk!r}; expected 'native' or 'numpy'")
         n = x.shape[0]
         total = np.zeros(n)
         # Rows in chunks: the walk holds a few (trees x rows) arrays, ~100 MB for 25k rows and
         # 100 trees in one go (the batched benchmark's peak RSS rose by 180 MB), 4 MB per 1,024-row
         # chunk, which also stays in cache: 2x faster per row on the shipped model.
         for lo in range(0, n, ROW_CHUNK):
-            total[lo:lo + ROW_CHUNK] = self._leaf_sums(x[lo:lo + ROW_CHUNK])
+            total[lo:lo + ROW_CHUNK] = self._leaf_sums_numpy(x[lo:lo + ROW_CHUNK])
         return total
 
-    def _leaf_sums(self, x: np.ndarray) -> np.ndarray:
+    def _leaf_sums_numpy(self, x: np.ndarray) -> np.ndarray:
         n, width = x.shape
-        # sklearn compares float32 inputs with float64 thresholds (beyond float32's range: +-inf).
-        with np.errstate(over="ignore"):
-            flat = np.ascontiguousarray(x, dtype=np.float32).astype(np.float64).ravel()
+        flat = _as_sklearn_compares(x).ravel()
         any_nan = bool(np.isnan(flat).any())
         row_base: np.ndarray = np.arange(n, dtype=np.intp) * width
         nodes = np.repeat(self.roots[:, None], n, axis=1)  # (trees, n)
@@ -232,6 +264,13 @@ class FlatForest:
         if self.denominator == 0.0:  # one training sample: scikit-learn takes the ratio as 1
             return -np.full_like(depths, 0.5)
         return -(2.0 ** (-(depths / self.denominator)))
+
+
+def _as_sklearn_compares(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded through float32, as float64, C-contiguous: what sklearn compares with its
+    float64 thresholds (sklearn's ``DTYPE``; beyond float32's range: +-inf)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(x, dtype=np.float32).astype(np.float64)
 
 
 def compile_forest(forest: Any) -> FlatForest:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
+from models import _native, forests
 from models.forests import ISOLATION, PROBA, ROW_CHUNK, FlatForest, average_path_length, compile_forest
+
+INTERPRETED = os.environ.get(_native.CORE_ENV) == "interpreted"
 
 
 def _data(seed: int, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +108,54 @@ def test_a_walk_that_sets_finished_pairs_apart_lands_in_sklearns_leaves() -> Non
     # The premise: fewer than half the pairs still inside a tree at mid-depth, and deep pairs left.
     depths = np.concatenate([est.decision_path(finite.astype(np.float32)).sum(axis=1).A1 - 1 for est in rf.estimators_])
     assert (depths > flat.depth // 2).mean() < 0.5 and depths.max() > flat.depth // 2 + 2
-    np.testing.assert_allclose(flat.predict_proba(q)[:, 1], rf.predict_proba(q)[:, 1], rtol=0, atol=1e-12)
+    numpy_walk = flat.leaf_sums(q, walk="numpy") / flat.n_estimators
+    np.testing.assert_allclose(numpy_walk, rf.predict_proba(q)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_the_suite_walks_forests_in_c_unless_told_otherwise() -> None:
+    # `make test` builds the C walk with the mypyc core: the sklearn comparisons above then test it.
+    assert forests.WALK == ("numpy" if INTERPRETED else "native")
+
+
+@pytest.mark.skipif(INTERPRETED, reason="the C walk is not on the path of an interpreted-core run")
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), trees=st.integers(1, 12), isolation=st.booleans(),
+       depth=st.sampled_from([None, 1, 4, 12]), width=st.integers(1, 6), rows=st.integers(0, 2 * ROW_CHUNK + 3),
+       nan_share=st.sampled_from([0.0, 0.05, 0.5]))
+def test_the_c_walk_gives_the_numpy_walks_bits(seed: int, trees: int, isolation: bool, depth: int | None, width: int,
+                                               rows: int, nan_share: float) -> None:
+    x, y = _data(seed, 300, width)
+    if isolation:
+        fitted = IsolationForest(n_estimators=trees, max_samples=64, max_features=0.5 if width > 1 else 1,
+                                 random_state=seed, n_jobs=1).fit(x)
+    else:
+        fitted = RandomForestClassifier(n_estimators=trees, max_depth=depth, random_state=seed, n_jobs=1).fit(x, y)
+    flat = FlatForest.from_sklearn(fitted)
+    q = _queries(seed, x, rows // 2, nan_share, infinite=isolation)[:rows]
+    np.testing.assert_array_equal(flat.leaf_sums(q, walk="native"), flat.leaf_sums(q, walk="numpy"))
+
+
+def _looping_forest() -> FlatForest:
+    """A corrupt tree whose nodes 0 and 1 point at each other: no path ever reaches a leaf."""
+    return FlatForest(kind=PROBA, feature=np.array([0, 0, 0]), threshold=np.array([0.0, 0.0, 0.0]),
+                      left=np.array([1, 0, 2]), right=np.array([1, 0, 2]), missing_left=np.array([True, True, True]),
+                      leaf_value=np.array([0.25, 0.5, 1.0]), roots=np.array([0]), depth=3, n_features_in_=1)
+
+
+@pytest.mark.parametrize("walk", ["numpy", pytest.param("native", marks=pytest.mark.skipif(
+    INTERPRETED, reason="the C walk is not on the path of an interpreted-core run"))])
+def test_a_walk_stops_after_depth_steps_even_in_a_corrupt_tree(walk: str) -> None:
+    # Three steps from node 0: 1, 0, 1. Both walks stop there and read node 1's value.
+    np.testing.assert_array_equal(_looping_forest().leaf_sums(np.array([[0.5], [np.nan]]), walk=walk), [0.5, 0.5])
+
+
+def test_an_unknown_or_unbuilt_walk_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    flat = _looping_forest()
+    with pytest.raises(ValueError, match="unknown walk"):
+        flat.leaf_sums(np.zeros((1, 1)), walk="gpu")
+    monkeypatch.setattr(forests, "_forestwalk", None)
+    with pytest.raises(RuntimeError, match="not built"):
+        flat.leaf_sums(np.zeros((1, 1)), walk="native")
 
 
 def test_compile_forest_is_idempotent_and_rejects_what_it_cannot_score() -> None:
