@@ -39,7 +39,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.broker import EmbeddedBroker
     from app.factory import create_app, load_models, prepare_topics
-    from models._native import core_kind
+    from models._native import core_kind, forest_walk
 
     if settings.event_loop == "uvloop":  # before anything creates a loop (mode's documented way)
         import mode.loop
@@ -47,7 +47,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         mode.loop.use("uvloop")
         logger.info("event loop: uvloop")
     bundle = load_models(settings)  # fail fast on a bad artifact, before any broker work
-    logger.info("per-tick core: %s (models/_native.py)", core_kind())
+    logger.info("per-tick core: %s, forest walk: %s (models/_native.py)", core_kind(), forest_walk())
     with contextlib.ExitStack() as stack:
         url = settings.broker_url
         if not url:

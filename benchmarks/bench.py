@@ -115,7 +115,7 @@ from app.broker import EmbeddedBroker, free_port
 from app.topics import ensure_topics
 from benchmarks import measure, workload
 from benchmarks.measure import OwnProc, Proc, Sampler, SystemSampler, WorkerProc, percentiles
-from models._native import core_kind
+from models._native import core_kind, forest_walk
 
 logger = logging.getLogger("cryptotrace.bench")
 
@@ -217,7 +217,7 @@ def machine_info(broker_bin: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(), "versions": _versions(),
         "broker": Path(broker_bin).name if broker_bin else "tansu",
         # What the workers run: they import the same tree with the same environment.
-        "core": core_kind(),
+        "core": core_kind(), "forest_walk": forest_walk(),
     }
 
 

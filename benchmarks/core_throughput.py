@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from models._native import core_kind
+from models._native import core_kind, forest_walk
 from models.pipeline import Pipeline, SymbolSnapshot
 from models.synthetic import default_profiles, generate
 
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "core_throughput", "ticks": len(ticks), "seconds": round(elapsed, 3),
         "ticks_per_s": round(len(ticks) / elapsed), "us_per_tick": round(elapsed / len(ticks) * 1e6, 2),
         "alerts": alerts, "model_version": pipeline.model_version, "batch": args.batch, "core": core_kind(),
+        "forest_walk": forest_walk(),
         "command": "python -m benchmarks.core_throughput " + " ".join(argv or sys.argv[1:]),
     }) + "\n")
     return 0

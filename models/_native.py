@@ -102,3 +102,10 @@ def core_kind() -> str:
     from models import pipeline  # the last of the group: compiled only if the group is
 
     return "compiled" if is_compiled(pipeline.__file__) else "interpreted"
+
+
+def forest_walk() -> str:
+    """``native`` or ``numpy``: which forest walk this process runs (built and fresh with the core)."""
+    from models.forests import WALK
+
+    return WALK

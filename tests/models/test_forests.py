@@ -114,7 +114,7 @@ def test_a_walk_that_sets_finished_pairs_apart_lands_in_sklearns_leaves() -> Non
 
 def test_the_suite_walks_forests_in_c_unless_told_otherwise() -> None:
     # `make test` builds the C walk with the mypyc core: the sklearn comparisons above then test it.
-    assert forests.WALK == ("numpy" if INTERPRETED else "native")
+    assert forests.WALK == _native.forest_walk() == ("numpy" if INTERPRETED else "native")
 
 
 @pytest.mark.skipif(INTERPRETED, reason="the C walk is not on the path of an interpreted-core run")
