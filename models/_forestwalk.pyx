@@ -3,8 +3,8 @@
 
 The numpy walk in :meth:`models.forests.FlatForest._leaf_sums_numpy` is the reference; this is the
 same walk, one pair at a time instead of one level of every pair at a time. Why: numpy pays for
-every level of every pair, with temporaries between levels, ~9 us a row for the shipped forests;
-here a pair stops at its leaf and nothing is allocated, ~2 us a row
+every level of every pair, with temporaries between levels, ~6-10 us a row for each shipped forest;
+here a pair stops at its leaf and nothing is allocated, ~3 us a row
 (``python -m benchmarks.forest_scoring --walk numpy|native``).
 
 Same arithmetic, so the same bits (``tests/models/test_forests.py``): ``x`` arrives already rounded

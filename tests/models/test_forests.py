@@ -96,7 +96,7 @@ def test_batches_longer_than_a_row_chunk_match_sklearn() -> None:
 
 def test_a_walk_that_sets_finished_pairs_apart_lands_in_sklearns_leaves() -> None:
     # Half the space is one class (shallow leaves), the other half noise (leaves deep down): most
-    # (tree, row) pairs finish before mid-depth, so the walk gathers the rest apart (FlatForest._leaf_sums).
+    # (tree, row) pairs finish before mid-depth, so the numpy walk gathers the rest apart (FlatForest._leaf_sums_numpy).
     rng = np.random.default_rng(7)
     x = rng.normal(size=(4000, 4))
     y = np.where(x[:, 0] > 0, 1, rng.integers(0, 2, size=len(x)))
