@@ -31,8 +31,8 @@ RECENT_TRADE_IDS = 32
 #: The lowest score of a scored tick. 0 marks a tick of a symbol still in its grace period (unscored);
 #: a stacked score far below every threshold (shown as 0 at the alerts' 6 decimals) must not read as one.
 SCORE_FLOOR = 1e-6
-#: Ticks folded and scored in one step of :meth:`Pipeline.process` (bounds its transient memory;
-#: the forests walk 1,024 rows at a time anyway, so longer steps would not score faster).
+#: Ticks folded and scored in one step of :meth:`Pipeline.process`: bounds its transient memory (every
+#: tick's features, statistics and model row live until the step is scored).
 MAX_TICKS_PER_STEP = 4096
 
 
