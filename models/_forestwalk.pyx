@@ -2,16 +2,27 @@
 """The forest walk in C: every (tree, row) pair walked to its leaf in a plain loop.
 
 The numpy walk in :meth:`models.forests.FlatForest._leaf_sums_numpy` is the reference; this is the
-same walk, one pair at a time instead of one level of every pair at a time. Why: numpy pays for
+same walk, done a few rows at a time instead of one level of every pair at a time. Why: numpy pays for
 every level of every pair, with temporaries between levels, ~6-10 us a row for each shipped forest;
-here a pair stops at its leaf and nothing is allocated, ~3 us a row
+here nothing is allocated and a block stops once its rows are all at their leaves
 (``python -m benchmarks.forest_scoring --walk numpy|native``).
+
+Rows walk a tree in blocks of ``BLOCK``, in step: each step moves every row of the block one level
+down, without a branch on the comparison (the child is ``children[2 * node + went_right]``). A
+comparison goes either way about half the time, so a branch on it is mispredicted about every
+other level, and one row's walk is a chain of dependent loads; eight independent chains side by
+side keep the CPU busy while each waits. Leaves point at themselves (``FlatForest``), so a row
+that reached its leaf stays there while the others walk on; the block stops when all of its rows
+are at leaves. Rows left over after the last full block (all of them in a batch under ``BLOCK``
+rows) walk alone with the branching loop, which speculation makes faster for one row.
+Measured on the shipped model's input rows, 1,000-row batches: RandomForest 2.46 -> 1.67 us a row,
+IsolationForest 2.52 -> 1.04 (the README's performance section has the commands).
 
 Same arithmetic, so the same bits (``tests/models/test_forests.py``): ``x`` arrives already rounded
 through float32, a value above the node's threshold goes right, a NaN goes the way
 ``missing_left`` says, and each row's leaf values are added to ``total`` tree by tree, in tree
 order, as the numpy walk adds them. Trees are the outer loop, so one tree's nodes stay in cache
-while every row of the chunk walks it.
+while every row of the batch walks it.
 
 Bounds are not checked here: :class:`~models.forests.FlatForest` checks at construction that every
 child, root and split feature is inside its arrays, and ``leaf_sums`` checks ``x``'s width. A walk
@@ -20,28 +31,61 @@ takes at most ``depth`` steps, as the numpy walk does, so a malformed tree canno
 
 from libc.math cimport isnan
 
+DEF BLOCK = 8  # rows walked in step: 4 was slower, 16 no faster (2026-12-06, both forests)
+
+
+cdef inline Py_ssize_t _leaf_of_row(const double[:, ::1] x, Py_ssize_t r, const long long[::1] feature,
+                                    const double[::1] threshold, const Py_ssize_t[::1] children,
+                                    const unsigned char[::1] missing_left, const unsigned char[::1] is_leaf,
+                                    Py_ssize_t node, Py_ssize_t depth) noexcept nogil:
+    """The leaf row ``x[r]`` reaches from ``node``, one row alone."""
+    cdef Py_ssize_t step
+    cdef double v
+    for step in range(depth):
+        if is_leaf[node]:
+            break
+        v = x[r, feature[node]]
+        if isnan(v):
+            node = children[2 * node + (0 if missing_left[node] else 1)]
+        elif v > threshold[node]:
+            node = children[2 * node + 1]
+        else:
+            node = children[2 * node]
+    return node
+
 
 def add_leaf_values(const double[:, ::1] x, const long long[::1] feature, const double[::1] threshold,
                     const Py_ssize_t[::1] children, const unsigned char[::1] missing_left,
                     const unsigned char[::1] is_leaf, const double[::1] leaf_value,
                     const long long[::1] roots, Py_ssize_t depth, double[::1] total):
     """Add to ``total[r]``, for each tree in order, the value of the leaf row ``x[r]`` lands in."""
-    cdef Py_ssize_t n = x.shape[0], trees = roots.shape[0], t, r, step, node
+    cdef Py_ssize_t n = x.shape[0], trees = roots.shape[0], t, r0, r, j, step, node, root
+    cdef Py_ssize_t whole_blocks = n - n % BLOCK
+    cdef Py_ssize_t nodes[BLOCK]
     cdef double v
+    cdef unsigned char walking
     if total.shape[0] != n:
         raise ValueError(f"total has {total.shape[0]} rows, x has {n}")
     with nogil:
         for t in range(trees):
-            for r in range(n):
-                node = roots[t]
+            root = roots[t]
+            for r0 in range(0, whole_blocks, BLOCK):
+                for j in range(BLOCK):
+                    nodes[j] = root
                 for step in range(depth):
-                    if is_leaf[node]:
+                    walking = 0
+                    for j in range(BLOCK):
+                        node = nodes[j]
+                        walking |= is_leaf[node] ^ 1
+                        v = x[r0 + j, feature[node]]
+                        # went right: above the threshold, or a NaN where missing values go right
+                        # (a NaN compares false, so the two terms are never both 1).
+                        nodes[j] = children[2 * node + <Py_ssize_t>(v > threshold[node])
+                                            + <Py_ssize_t>(isnan(v) & (missing_left[node] == 0))]
+                    if not walking:
                         break
-                    v = x[r, feature[node]]
-                    if isnan(v):
-                        node = children[2 * node + (0 if missing_left[node] else 1)]
-                    elif v > threshold[node]:
-                        node = children[2 * node + 1]
-                    else:
-                        node = children[2 * node]
-                total[r] += leaf_value[node]
+                for j in range(BLOCK):
+                    total[r0 + j] += leaf_value[nodes[j]]
+            for r in range(whole_blocks, n):
+                total[r] += leaf_value[_leaf_of_row(x, r, feature, threshold, children, missing_left, is_leaf,
+                                                    root, depth)]
