@@ -42,9 +42,11 @@ COMPILED_SOURCES: tuple[str, ...] = (
     "models/pipeline.py",
 )
 #: Kernels written in Cython, built beside the group by the same command and covered by the same
-#: manifest: the forest walk (``models/_forestwalk.pyx``, used by :mod:`models.forests` when built).
-#: Loops over numpy arrays are what mypyc cannot make fast; they are all the Cython there is.
-NATIVE_KERNELS: tuple[str, ...] = ("models/_forestwalk.pyx",)
+#: manifest: the forest walk (``models/_forestwalk.pyx``, used by :mod:`models.forests` when built) and
+#: the packing of the forests' input rows into an array (``models/_rowpack.pyx``, used by
+#: :func:`models.ensemble.model_scores`). Loops that write numpy arrays are what mypyc cannot make
+#: fast; they are all the Cython there is, and each has a numpy equivalent it is tested against.
+NATIVE_KERNELS: tuple[str, ...] = ("models/_forestwalk.pyx", "models/_rowpack.pyx")
 #: The mypyc group: its shared library is ``models/_core__mypyc*.so``.
 GROUP_NAME = "models._core"
 MANIFEST = "_core.json"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models._fastinit import field_values
 from models.alerts import Alert, build_alert
@@ -22,6 +22,10 @@ from models.detectors.statistical import StatisticalConfig, StatisticalDetector,
 from models.ensemble import ModelBundle, decision_score, model_scores, model_verdict, stat_verdict
 from models.features import FeatureConfig, FeatureEngine, Features
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold, adaptive_state
+
+if TYPE_CHECKING:  # the member probabilities are a numpy array; the core itself never imports numpy
+    import numpy as np
+    import numpy.typing as npt
 
 #: 2 added the per-symbol adaptive threshold ("thr"); a version-1 snapshot loads with a fresh one.
 SNAPSHOT_SCHEMA_VERSION = 2
@@ -283,7 +287,7 @@ class Pipeline:
         # per tick only its score is computed (the same value as Verdict.score), the Verdict is
         # built for an alert. Without a model the verdict score is the statistical score.
         ens: list[float] = []
-        probs: list[list[float]] = []
+        probs: npt.NDArray[np.float64] | None = None
         if bundle is not None:
             rows = [stat.model_input(feats) for _, _, feats, stat in staged]
             if staged:  # one model call per batch (none for an empty one, as verdicts())
@@ -316,7 +320,8 @@ class Pipeline:
             if bundle is None:
                 verdict = stat_verdict(stat.score, threshold)
             else:
-                verdict = model_verdict(ens[k], probs[k], threshold)
+                assert probs is not None  # a model scored this batch
+                verdict = model_verdict(ens[k], probs[k].tolist(), threshold)
             alert = build_alert(feats, stat, verdict, round(symbol_threshold, 6), self.model_version)
             snap.last_alert_ms = feats.timestamp
             snap.last_alert_id = alert.alert_id

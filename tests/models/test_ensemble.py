@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models import _native, ensemble
 from models.detectors.statistical import MODEL_INPUT_NAMES
 from models.ensemble import (
     COMBINATIONS,
@@ -475,3 +477,42 @@ def test_a_lone_member_needs_the_others_when_the_stacker_weighs_their_median() -
     without = dataclasses.replace(bundle, stack_weights=(0.2, 0.1, 0.3))  # the same members, no median
     lone, agreed = without.combine(np.asarray([[30.0, -5.0, -5.0], [5.0, -5.0, 5.0]]))
     assert lone > agreed
+
+
+INTERPRETED = os.environ.get(_native.CORE_ENV) == "interpreted"
+needs_rowpack = pytest.mark.skipif(INTERPRETED, reason="the C row packing is not on the path of an interpreted-core run")
+#: Values a model input row can hold: any float (nan and infinities included) and ints (float() of them).
+row_value = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**53), 2**53))
+
+
+def test_the_suite_packs_rows_in_c_unless_told_otherwise() -> None:
+    # `make test` builds the row packing with the mypyc core: model_scores in every other test then uses it.
+    assert (ensemble._rowpack is None) == INTERPRETED
+
+
+@needs_rowpack
+@given(width=st.integers(1, 20), data=st.data())
+def test_c_row_packing_gives_numpys_array(width: int, data: st.DataObject) -> None:
+    rows = data.draw(st.lists(st.lists(row_value, min_size=width, max_size=width), max_size=50))
+    packed = ensemble._rowpack.pack_rows(rows, width)
+    expected = np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+    assert packed.dtype == np.float64 and packed.flags.c_contiguous and packed.shape == (len(rows), width)
+    assert np.array_equal(packed.view(np.int64), expected.view(np.int64))  # the same bits, nan included
+
+
+@needs_rowpack
+def test_c_row_packing_refuses_ragged_or_foreign_rows() -> None:
+    with pytest.raises(ValueError, match="row 1 has 2 values, expected 3"):
+        ensemble._rowpack.pack_rows([[1.0, 2.0, 3.0], [1.0, 2.0]], 3)
+    with pytest.raises(TypeError):
+        ensemble._rowpack.pack_rows([(1.0, 2.0, 3.0)], 3)
+    with pytest.raises(TypeError):
+        ensemble._rowpack.pack_rows([["x", 2.0, 3.0]], 3)
+
+
+def test_rows_array_is_numpys_array_with_or_without_the_c_packing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [[0.5, math.nan, -1.0], [2.0, math.inf, 3.0]]
+    built = ensemble.rows_array(rows)
+    monkeypatch.setattr(ensemble, "_rowpack", None)
+    assert np.array_equal(built, ensemble.rows_array(rows), equal_nan=True)
+    assert np.array_equal(built, np.asarray(rows), equal_nan=True)
