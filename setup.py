@@ -1,4 +1,6 @@
-"""Build hook: compile the per-tick core with mypyc, and the forest walk with Cython, when ``CRYPTOTRACE_COMPILE=1``.
+"""Build hook: compile the per-tick core with mypyc and the Cython kernels when ``CRYPTOTRACE_COMPILE=1``.
+
+The kernels are the forest walk and the row packing (``models._native.NATIVE_KERNELS``).
 
 Everything else about the package is in ``pyproject.toml``; without the variable this adds
 nothing and the install stays pure Python. Two uses (see ``models/_native.py``):

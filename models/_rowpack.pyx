@@ -1,12 +1,15 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: language_level=3, wraparound=False, initializedcheck=False
 """The forests' input rows, from the pipeline's lists of floats into one float64 array, in C.
 
 ``np.asarray(rows, dtype=np.float64)`` on a list of per-tick lists first walks the nested lists to
-discover their shape and types, then converts: ~0.47 us a row of 15 values. Here the width is given,
+discover their shape and types, then converts: 0.28 us a row of 15 values. Here the width is given,
 each row is checked to be a list of that length, and each value is read with ``PyFloat_AsDouble``
-(what ``float(v)`` does) straight into the array: ~0.09 us a row (2026-12-06, Intel Xeon; the
-README's performance section has the command). :func:`models.ensemble.model_scores` uses it when
-built and ``np.asarray`` otherwise; both give the same array (``tests/models/test_ensemble.py``).
+(what ``float(v)`` does) straight into the array: 0.06 us a row (2026-12-06, Intel Xeon,
+``python -m benchmarks.row_packing``). :func:`models.ensemble.rows_array` uses it for a list of lists
+when built and ``np.asarray`` otherwise; both give the same bits (``tests/models/test_ensemble.py``).
+
+Bounds stay checked: ``PyFloat_AsDouble`` may run a value's ``__float__``, which could shrink the list
+being read; the checks cost nothing measurable next to the conversion.
 """
 
 import numpy as np

@@ -248,9 +248,17 @@ def verdicts(
 
 
 def rows_array(rows: list[list[float]]) -> npt.NDArray[np.float64]:
-    """The model input rows as one float64 array (n, width): packed in C when built, else by numpy."""
-    if _rowpack is not None and rows and isinstance(rows, list):
-        return _rowpack.pack_rows(rows, len(rows[0]))
+    """The model input rows as one float64 array (n, width; an empty list gives an empty array).
+
+    A list of lists of numbers (what the pipeline builds) is packed in C when the kernel is built.
+    Anything else goes to numpy, whose rules then decide: tuples, arrays, None (NaN), numeric strings,
+    and the error for what it cannot convert.
+    """
+    if _rowpack is not None and type(rows) is list and rows and type(rows[0]) is list:
+        try:
+            return _rowpack.pack_rows(rows, len(rows[0]))
+        except TypeError:  # a row that is no list, or a value float() refuses: numpy's rules decide
+            pass
     return np.asarray(rows, dtype=np.float64)
 
 

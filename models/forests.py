@@ -103,6 +103,10 @@ class FlatForest:
             raise ValueError("a forest needs at least one tree")
         if n and (self.feature.min() < 0 or self.feature.max() >= self.n_features_in_):
             raise ValueError("a split refers to a feature the forest was not fitted on")
+        ids = np.arange(n)
+        if np.any((self.left == ids) != (self.right == ids)):
+            # A leaf is its own child on both sides: the C walk lets rows at leaves take steps.
+            raise ValueError("a node is its own child on one side only")
         children = np.empty(2 * n, dtype=np.intp)
         children[0::2], children[1::2] = self.left, self.right
         object.__setattr__(self, "_children", children)

@@ -480,7 +480,8 @@ def test_a_lone_member_needs_the_others_when_the_stacker_weighs_their_median() -
 
 
 INTERPRETED = os.environ.get(_native.CORE_ENV) == "interpreted"
-needs_rowpack = pytest.mark.skipif(INTERPRETED, reason="the C row packing is not on the path of an interpreted-core run")
+needs_rowpack = pytest.mark.skipif(INTERPRETED,
+                                   reason="the C row packing is not on the path of an interpreted-core run")
 #: Values a model input row can hold: any float (nan and infinities included) and ints (float() of them).
 row_value = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**53), 2**53))
 
@@ -510,9 +511,27 @@ def test_c_row_packing_refuses_ragged_or_foreign_rows() -> None:
         ensemble._rowpack.pack_rows([["x", 2.0, 3.0]], 3)
 
 
-def test_rows_array_is_numpys_array_with_or_without_the_c_packing(monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = [[0.5, math.nan, -1.0], [2.0, math.inf, 3.0]]
-    built = ensemble.rows_array(rows)
-    monkeypatch.setattr(ensemble, "_rowpack", None)
-    assert np.array_equal(built, ensemble.rows_array(rows), equal_nan=True)
-    assert np.array_equal(built, np.asarray(rows), equal_nan=True)
+@needs_rowpack
+def test_rows_array_packs_lists_in_c_and_leaves_everything_else_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = ensemble._rowpack
+
+    class CountingPack:
+        @staticmethod
+        def pack_rows(rows: list[list[float]], width: int) -> np.ndarray:
+            calls.append(width)
+            return real.pack_rows(rows, width)
+
+    monkeypatch.setattr(ensemble, "_rowpack", CountingPack)
+    rows = [[0.5, math.nan, -1.0], [2.0, math.inf, -0.0]]
+    expected = np.asarray(rows, dtype=np.float64)
+    assert np.array_equal(ensemble.rows_array(rows).view(np.int64), expected.view(np.int64)) and calls == [3]
+    # numpy's forms: an array, tuple rows, None as NaN; and an empty batch.
+    assert np.array_equal(ensemble.rows_array(expected), expected, equal_nan=True)  # type: ignore[arg-type]
+    assert np.array_equal(ensemble.rows_array([tuple(r) for r in rows]), expected, equal_nan=True)  # type: ignore[misc]
+    assert np.isnan(ensemble.rows_array([[None, 1.0]])[0, 0])  # type: ignore[list-item]
+    assert ensemble.rows_array([["1.5", 2.0]])[0, 0] == 1.5  # type: ignore[list-item]
+    with pytest.raises(ValueError):  # numpy's error, not the kernel's TypeError
+        ensemble.rows_array([["x", 2.0]])  # type: ignore[list-item]
+    assert ensemble.rows_array([]).size == 0
+    assert calls == [3, 2, 2, 2]  # the three lists of lists went to the kernel first

@@ -131,7 +131,9 @@ def test_the_c_walk_gives_the_numpy_walks_bits(seed: int, trees: int, isolation:
     else:
         fitted = RandomForestClassifier(n_estimators=trees, max_depth=depth, random_state=seed, n_jobs=1).fit(x, y)
     flat = FlatForest.from_sklearn(fitted)
-    q = _queries(seed, x, rows // 2, nan_share, infinite=isolation)[:rows]
+    # Shuffled, so that the extreme rows (infinities for isolation forests) land anywhere, also among
+    # the rows after the last block of eight, which the C walk walks one by one.
+    q = np.random.default_rng(seed).permutation(_queries(seed, x, rows // 2, nan_share, infinite=isolation))[:rows]
     np.testing.assert_array_equal(flat.leaf_sums(q, walk="native"), flat.leaf_sums(q, walk="numpy"))
 
 
@@ -145,8 +147,19 @@ def _looping_forest() -> FlatForest:
 @pytest.mark.parametrize("walk", ["numpy", pytest.param("native", marks=pytest.mark.skipif(
     INTERPRETED, reason="the C walk is not on the path of an interpreted-core run"))])
 def test_a_walk_stops_after_depth_steps_even_in_a_corrupt_tree(walk: str) -> None:
-    # Three steps from node 0: 1, 0, 1. Both walks stop there and read node 1's value.
-    np.testing.assert_array_equal(_looping_forest().leaf_sums(np.array([[0.5], [np.nan]]), walk=walk), [0.5, 0.5])
+    # Three steps from node 0: 1, 0, 1. Both walks stop there and read node 1's value; 17 rows, so that the
+    # C walk's blocks of eight and its leftover row are both on this path.
+    x = np.array([[0.5], [np.nan]] * 8 + [[-1.0]])
+    np.testing.assert_array_equal(_looping_forest().leaf_sums(x, walk=walk), np.full(17, 0.5))
+
+
+def test_a_node_that_is_its_own_child_on_one_side_only_is_refused() -> None:
+    # Node 1 is a leaf on its left side only: the C walk's blocks (which let rows at a leaf step) and its
+    # row-by-row loop (which stops at a leaf) would read different leaves.
+    with pytest.raises(ValueError, match="its own child on one side only"):
+        FlatForest(kind=PROBA, feature=np.array([0, 0, 0]), threshold=np.array([0.0, 0.0, 0.0]),
+                   left=np.array([1, 1, 2]), right=np.array([2, 2, 2]), missing_left=np.array([True, True, True]),
+                   leaf_value=np.array([0.25, 0.5, 1.0]), roots=np.array([0]), depth=3, n_features_in_=1)
 
 
 def test_an_unknown_or_unbuilt_walk_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
