@@ -274,6 +274,33 @@ def test_few_alerts_on_a_quiet_market() -> None:
     assert max(per_symbol.values(), default=0) <= 3, per_symbol
 
 
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_feed_outage_is_no_anomaly(seed: int) -> None:
+    """Every symbol goes silent for 2 h (a dropped WebSocket, a gap between recorded files), then
+    trades resume where the market has moved meanwhile. Past ``max_gap_s`` the feature engine restarts
+    its bars and warms up again, and its rate baselines are bias-corrected, so the resumption is no
+    burst: no alert while the symbols warm up, and no more than one alert more after the gap than the
+    same ticks without it. The gap is cut out of the ticks of the quiet market above, stat-only.
+
+    Measured over seeds 1-5 (2026-12-06): 4 alerts in the 2 h after the resumption with the gap against
+    3 without, none in the warm-up. The one extra is seed 5's (run here): an illiquid pair's
+    ``z_momentum`` 18.6 min after the resumption. The shipped model on a 12 h, 8-symbol version
+    (``cryptotrace backtest`` of ``cryptotrace synth --events-per-day 0 --seed 3301`` with 5-8 h cut
+    out) raised the same single alert with and without the gap.
+    """
+    profiles = default_profiles(6, seed=seed)
+    batch, _ = generate(profiles, start_ms=T0, duration_s=7 * 3600, seed=seed)
+    ticks = list(batch.ticks())
+    gap_lo, gap_hi = T0 + 3 * H, T0 + 5 * H
+    gapped = [t for t in ticks if not gap_lo <= t.timestamp < gap_hi]
+    assert {t.symbol for t in gapped if t.timestamp >= gap_hi} == {p.symbol for p in profiles}
+    after_gap = [a for a in Pipeline().process({}, gapped).alerts if a.event_time >= gap_hi]
+    unbroken = [a for a in Pipeline().process({}, ticks).alerts if a.event_time >= gap_hi]
+    warmup_ms = PipelineConfig().features.warmup_s * 1000
+    assert not [a for a in after_gap if a.event_time < gap_hi + warmup_ms], after_gap
+    assert len(after_gap) <= len(unbroken) + 1, (after_gap, unbroken)
+
+
 def test_a_scored_tick_never_scores_zero_which_marks_the_grace_period() -> None:
     """A stacker far below every threshold (its best score ~1e-9, which rounds to 0 at 6 decimals)
     still gives each scored tick SCORE_FLOOR, so 0 keeps meaning "in the grace period"."""
