@@ -26,6 +26,11 @@ MIN_TIMESTAMP_MS = 946_684_800_000
 MAX_TIMESTAMP_MS = 4_102_444_800_000
 MAX_SYMBOL_LEN = 40
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]*")  # used with fullmatch: "$" would allow "\n"
+#: Symbols that passed the check: a feed repeats a few thousand symbols, and the regular expression
+#: cost ~0.17 us a tick (a fifth of the whole validation). Bounded: cleared when full, so a stream of
+#: ever new symbols costs the check each time and no memory.
+_VALID_SYMBOLS: dict[str, bool] = {}
+MAX_VALID_SYMBOLS = 100_000
 
 
 @dataclass(slots=True)
@@ -131,15 +136,19 @@ def tick_from_dict(raw: Any) -> Tick:
     for name in REQUIRED_FIELDS:
         if name not in raw:
             raise BadTickError("missing_field", name)
-    unknown = raw.keys() - KNOWN_FIELDS
-    if unknown:
+    if not KNOWN_FIELDS.issuperset(raw):  # no set built for the common, clean record
+        unknown = raw.keys() - KNOWN_FIELDS
         raise BadTickError("unknown_field", ",".join(sorted(map(str, unknown))))
 
     symbol = raw["symbol"]
     if not isinstance(symbol, str):
         raise BadTickError("wrong_type", f"symbol must be a string, got {type(symbol).__name__}")
-    if not symbol or len(symbol) > MAX_SYMBOL_LEN or not _SYMBOL_RE.fullmatch(symbol):
-        raise BadTickError("bad_symbol", repr(symbol[:60]))
+    if symbol not in _VALID_SYMBOLS:
+        if not symbol or len(symbol) > MAX_SYMBOL_LEN or not _SYMBOL_RE.fullmatch(symbol):
+            raise BadTickError("bad_symbol", repr(symbol[:60]))
+        if len(_VALID_SYMBOLS) >= MAX_VALID_SYMBOLS:
+            _VALID_SYMBOLS.clear()
+        _VALID_SYMBOLS[symbol] = True
 
     price = _positive_finite("price", raw["price"])
     quantity = _positive_finite("quantity", raw["quantity"])

@@ -82,6 +82,18 @@ def test_bad_symbol(symbol: str) -> None:
     assert reason({**GOOD, "symbol": symbol}) == "bad_symbol"
 
 
+def test_the_cache_of_valid_symbols_keeps_bad_ones_out_and_stays_bounded() -> None:
+    from models import ticks
+
+    tick_from_dict(GOOD)
+    assert GOOD["symbol"] in ticks._VALID_SYMBOLS
+    assert reason({**GOOD, "symbol": "BTC USDT"}) == "bad_symbol"  # refused, and not remembered
+    assert reason({**GOOD, "symbol": "BTC USDT"}) == "bad_symbol" and "BTC USDT" not in ticks._VALID_SYMBOLS
+    ticks._VALID_SYMBOLS.update((f"S{i}", True) for i in range(ticks.MAX_VALID_SYMBOLS))
+    assert tick_from_dict({**GOOD, "symbol": "ETHUSDT"}).symbol == "ETHUSDT"  # full: cleared, then this one
+    assert list(ticks._VALID_SYMBOLS) == ["ETHUSDT"]
+
+
 def test_symbol_with_trailing_newline_is_rejected() -> None:
     # Accepted today: 'BTCUSDT\n' becomes a separate symbol (state table key, alert symbol).
     assert reason({**GOOD, "symbol": "BTCUSDT\n"}) == "bad_symbol"
