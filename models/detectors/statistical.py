@@ -291,6 +291,10 @@ class StatisticalDetector:
         self.novelty = self._new_novelty(self.config)
         self.last_price = math.nan
         self.price_step = 0.0  # smallest price change seen (absolute); 0.0 until the price has moved
+        # The novelty window's values of the tick scored last, and its result: learn_one of that same
+        # result (what the pipeline does next) pushes them instead of deriving them again. Not state.
+        self._scored: StatResult | None = None
+        self._scored_stats: list[float] = []
 
     def _price_step(self, price: float) -> float:
         """The smallest price change seen, this tick's included (0.0 while the price never moved).
@@ -319,6 +323,7 @@ class StatisticalDetector:
         zs: list[float] = []
         values: list[float | None] = []
         scales: list[float] = []
+        seen: list[float] = []  # what the novelty window records of this tick (learn_one pushes it)
         best, rule = -math.inf, "none"
         gated = -math.inf  # the largest excess the novelty gate held back
         log, log1p, sqrt = math.log, math.log1p, math.sqrt
@@ -339,6 +344,7 @@ class StatisticalDetector:
                 zs.append(0.0)
                 values.append(None)
                 scales.append(floor)
+                seen.append(EMPTY)
                 continue
             v = log(x + 1e-6) if kind == "log" else log1p(x if x > 0.0 else 0.0) if kind == "log1p" else x
             values.append(v)
@@ -348,12 +354,14 @@ class StatisticalDetector:
             scales.append(scale)
             if base.n == 0:
                 zs.append(0.0)
+                seen.append(0.0)  # the statistic of a z of 0, rising or not
                 continue
             z = (v - base.mean) / scale
             z = -Z_CLIP if z < -Z_CLIP else Z_CLIP if z > Z_CLIP else z
             zs.append(z)
             # The sigmoid is monotonic: compare its arguments, take one sigmoid at the end.
             stat = z if rising else abs(z)
+            seen.append(stat)
             excess = (stat - centre) * inv_width
             if excess > best:
                 if stat > limit:  # rare against the baseline and new in the window
@@ -394,17 +402,22 @@ class StatisticalDetector:
         # (flat stretches that recur); a frozen feed's surprise keeps growing, so it stays new.
         surprise = features.flat_surprise
         if features.flat_trades >= cfg.min_flat_trades and surprise == surprise:
+            seen.append(surprise)
             excess = (surprise - cfg.stale_surprise) * inv_width
             if excess > best:
                 if surprise > limits[-1]:
                     best, rule = excess, "stale_price"
                 elif excess > gated:
                     gated = excess
+        else:
+            seen.append(EMPTY)
         active = not features.warming_up and self.learned >= cfg.min_baseline_ticks
         score = _sigmoid(best) if active else 0.0
         protected = active and gated > best and _sigmoid(gated) >= cfg.protect_threshold
-        return StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
-                          protected, wash, wash_medium)
+        result = StatResult(score, rule if active else "grace", tuple(zs), active, tuple(values), tuple(scales),
+                            protected, wash, wash_medium)
+        self._scored, self._scored_stats = result, seen
+        return result
 
     def learn_one(self, features: Features, result: StatResult) -> None:
         """Update the baselines unless this tick was flagged (protection) once active.
@@ -426,10 +439,14 @@ class StatisticalDetector:
         self.last_price = features.price
         novelty = self.novelty
         if novelty is not None:  # every tick counts as seen, flagged or not
-            stats = [EMPTY if v is None else z if rising else abs(z)
-                     for v, z, rising in zip(values, result.z, _RISING, strict=False)]
-            surprise = features.flat_surprise
-            stats.append(surprise if features.flat_trades >= cfg.min_flat_trades and surprise == surprise else EMPTY)
+            if result is self._scored:  # the common case: scored just now, its values kept
+                stats = self._scored_stats
+            else:
+                stats = [EMPTY if v is None else z if rising else abs(z)
+                         for v, z, rising in zip(values, result.z, _RISING, strict=False)]
+                surprise = features.flat_surprise
+                stats.append(surprise if features.flat_trades >= cfg.min_flat_trades and surprise == surprise
+                             else EMPTY)
             novelty.push(t, stats)
         if result.active and (result.score >= cfg.protect_threshold or result.protected):
             return
