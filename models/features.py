@@ -34,17 +34,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from models._fastinit import field_values
 from models.indicators import EMA, MACD, DecayingRate, Lag, RollingMeanStd, WilderRSI
 from models.ticks import Tick
 
-SCHEMA_VERSION = 2
-SAME_MS_PRIOR_TRADES = 10.0
-_MS_PER_DAY = 86_400_000
+# Final: the compiled core reads them as constants, not from the module's dict on every tick.
+SCHEMA_VERSION: Final = 2
+SAME_MS_PRIOR_TRADES: Final = 10.0
+_MS_PER_DAY: Final = 86_400_000
 # 1970-01-01 was a Thursday; ISO weekday numbering Monday=0.
-_EPOCH_WEEKDAY = 3
+_EPOCH_WEEKDAY: Final = 3
+#: The bar indicators' values (_bar_values): lag 1m, lag momentum, bands mean and std, MACD, returns'
+#: std, RSI. Typed item by item so that the compiled update does its arithmetic on C floats.
+BarValues = tuple[float | None, float | None, float | None, float | None, tuple[float, float, float] | None,
+                  float | None, float | None]
 
 #: Feature names in the order of :meth:`Features.values`.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -224,7 +229,7 @@ class FeatureEngine:
         self.trades_medium, self.volume_medium = DecayingRate(medium), DecayingRate(medium)
 
     def _new_bar_state(self) -> None:
-        self._bars: tuple[Any, ...] | None = None  # cached _bar_values(), None when stale
+        self._bars: BarValues | None = None  # cached _bar_values(), None when stale
         self.rsi = WilderRSI(14)
         self.macd = MACD(12, 26, 9)
         self.bands = RollingMeanStd(20)
@@ -410,7 +415,7 @@ class FeatureEngine:
             math.log((vol_m + 1e-12) / (vol_s + 1e-12)),
         )
 
-    def _bar_values(self) -> tuple[Any, ...]:
+    def _bar_values(self) -> BarValues:
         """The bar indicators' current values; they change only when a bar closes (cached in _bars)."""
         return (
             self.lag_1m.get(), self.lag_momentum.get(), self.bands.mean(), self.bands.std(),

@@ -22,6 +22,7 @@ from models.detectors.statistical import StatisticalConfig, StatisticalDetector,
 from models.ensemble import ModelBundle, decision_score, model_scores, model_verdict, stat_verdict
 from models.features import FeatureConfig, FeatureEngine, Features
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold, adaptive_state
+from models.ticks import Tick
 
 if TYPE_CHECKING:  # the member probabilities are a numpy array; the core itself never imports numpy
     import numpy as np
@@ -192,7 +193,7 @@ class Pipeline:
     def process(
         self,
         snapshots: MutableMapping[str, SymbolSnapshot],
-        ticks: Sequence[Any],
+        ticks: Sequence[Tick],
         positions: Sequence[Position] | None = None,
     ) -> BatchResult:
         """Fold ``ticks`` (in arrival order) into ``snapshots``; return alerts and scores.
@@ -222,7 +223,7 @@ class Pipeline:
     def _step(
         self,
         snapshots: MutableMapping[str, SymbolSnapshot],
-        ticks: Sequence[Any],
+        ticks: Sequence[Tick],
         positions: Sequence[Position] | None,
     ) -> BatchResult:
         # The per-tick loops are the worker's hot path: attributes and methods are bound to
@@ -330,7 +331,7 @@ class Pipeline:
         row_ticks = [i for i, *_ in staged] if bundle is not None else []
         return BatchResult(alerts, scores, touched, skipped, rows, row_ticks, rejected)
 
-    def _refuse(self, snap: SymbolSnapshot, tick: Any) -> tuple[str, str] | None:
+    def _refuse(self, snap: SymbolSnapshot, tick: Tick) -> tuple[str, str] | None:
         """Why ``tick`` cannot be applied to ``snap`` (reason, detail), or None."""
         last = snap.last_event_ms
         if last is not None and tick.timestamp < last - self.config.max_lateness_ms:

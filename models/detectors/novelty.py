@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 #: The limit of an empty window: below every rule statistic (z is clipped to +-50).
-EMPTY = -1e9
+EMPTY: Final = -1e9
 #: Values are kept rounded *up* to 1/QUANTUM: a new extreme must beat the old one by up to 1/8
 #: sigma more, and the state stays short JSON ("12.375", not "12.371948302946"): it is written
 #: with the symbol's snapshot after every batch.
-QUANTUM = 8.0
+QUANTUM: Final = 8.0
 
 
 class NoveltyWindow:
@@ -92,10 +92,12 @@ class NoveltyWindow:
             self.lim = list(self.prior)
         # A late tick (b < self.bucket) counts in the newest bucket: it was seen now.
         row, lim = self.ring[self.bucket % n], self.lim
-        ceil = math.ceil
-        for i, v in enumerate(values):
+        # Indexed, and math.ceil called by name: the compiled loop then reads floats and calls C's ceil
+        # instead of going through an iterator and a Python-level function object.
+        for i in range(len(values)):
+            v = values[i]
             if v > row[i]:
-                v = ceil(v * QUANTUM) / QUANTUM
+                v = math.ceil(v * QUANTUM) / QUANTUM
                 row[i] = v
                 if v > lim[i]:
                     lim[i] = v

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from models._fastinit import field_values
 from models.detectors.novelty import EMPTY, NoveltyWindow
@@ -48,20 +48,20 @@ CONTEXT_NAMES: tuple[str, ...] = (
     "wash_log_multiple_medium",
 )
 MODEL_INPUT_NAMES: tuple[str, ...] = Z_NAMES + CONTEXT_NAMES
-Z_CLIP = 50.0
+Z_CLIP: Final = 50.0
 #: The monitored features' values of one tick, in MONITORED order, in one C-level call.
-_monitored_values = attrgetter(*(name for name, *_ in MONITORED))
+_monitored_values: Final = attrgetter(*(name for name, *_ in MONITORED))
 #: Monitored features measured in price moves: their std floor is at least a share of one price step.
 PRICE_STEP_FEATURES: frozenset[str] = frozenset({"price_change_pct", "momentum"})
 #: Per monitored feature: (transform, watches rises only, std floor, lone-z centre, z name, in price steps).
-_SPECS: tuple[tuple[str, bool, float, float, str, bool], ...] = tuple(
+_SPECS: Final[tuple[tuple[str, bool, float, float, str, bool], ...]] = tuple(
     (kind, direction > 0, floor, centre, z_name, name in PRICE_STEP_FEATURES)
     for (name, kind, direction, floor, centre), z_name in zip(MONITORED, Z_NAMES, strict=True)
 )
-_RISING: tuple[bool, ...] = tuple(spec[1] for spec in _SPECS)
+_RISING: Final[tuple[bool, ...]] = tuple(spec[1] for spec in _SPECS)
 #: Novelty channels: one per monitored feature, then the stale-price surprise.
-NOVELTY_CHANNELS = len(MONITORED) + 1
-_NO_LIMITS: tuple[float, ...] = (EMPTY,) * NOVELTY_CHANNELS  # novelty off: every value is new
+NOVELTY_CHANNELS: Final = len(MONITORED) + 1
+_NO_LIMITS: Final[tuple[float, ...]] = (EMPTY,) * NOVELTY_CHANNELS  # novelty off: every value is new
 
 
 def _sigmoid(x: float) -> float:
@@ -326,7 +326,6 @@ class StatisticalDetector:
         seen: list[float] = []  # what the novelty window records of this tick (learn_one pushes it)
         best, rule = -math.inf, "none"
         gated = -math.inf  # the largest excess the novelty gate held back
-        log, log1p, sqrt = math.log, math.log1p, math.sqrt
         baselines = self.baselines
         novelty = self.novelty
         limits = _NO_LIMITS if novelty is None else novelty.limits(features.timestamp)
@@ -335,6 +334,9 @@ class StatisticalDetector:
         # Lengths checked once: a strict zip costs more than the rest of the loop header.
         if len(baselines) != len(_SPECS):
             raise ValueError(f"{len(baselines)} baselines for {len(_SPECS)} monitored features")
+        # Typed, so that the compiled loop does float arithmetic in C: the monitored values come
+        # from attrgetter, which the compiler can only type as Any.
+        x: float
         for x, (kind, rising, floor, centre, z_name, stepped), base, limit in zip(
             _monitored_values(features), _SPECS, baselines, limits, strict=False
         ):
@@ -346,10 +348,10 @@ class StatisticalDetector:
                 scales.append(floor)
                 seen.append(EMPTY)
                 continue
-            v = log(x + 1e-6) if kind == "log" else log1p(x if x > 0.0 else 0.0) if kind == "log1p" else x
+            v = math.log(x + 1e-6) if kind == "log" else math.log1p(x if x > 0.0 else 0.0) if kind == "log1p" else x
             values.append(v)
             var = base.var
-            sd = sqrt(var) if var > 0.0 else 0.0
+            sd = math.sqrt(var) if var > 0.0 else 0.0
             scale = sd if sd > floor else floor
             scales.append(scale)
             if base.n == 0:
@@ -451,9 +453,10 @@ class StatisticalDetector:
         if result.active and (result.score >= cfg.protect_threshold or result.protected):
             return
         min_ticks, clip = cfg.min_baseline_ticks, cfg.clip_sigma
-        expm1 = math.expm1
         a = 0.0
-        a_n, a_last, a_tau = -1, None, None  # the key of the cached weight a: none yet (n >= 1 below)
+        # The key of the cached weight a: none yet (a_n = -1 never equals n >= 1, so the first baseline
+        # computes it whatever a_last and a_tau hold; typed int and float for the compiled comparisons).
+        a_n, a_last, a_tau = -1, 0, 0.0
         for v, scale, base in zip(values, scales, baselines, strict=False):
             if v is None:
                 continue
@@ -474,7 +477,7 @@ class StatisticalDetector:
             # value), instead of one expm1 per baseline.
             if n != a_n or last != a_last or tau_s != a_tau:
                 dt_ms = t - last
-                a = -expm1(-dt_ms / (1000.0 * tau_s)) if n > 1 and dt_ms > 0 else 0.0
+                a = -math.expm1(-dt_ms / (1000.0 * tau_s)) if n > 1 and dt_ms > 0 else 0.0
                 if a < 1.0 / n:
                     a = 1.0 / n
                 a_n, a_last, a_tau = n, last, tau_s

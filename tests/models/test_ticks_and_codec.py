@@ -90,8 +90,10 @@ def test_the_cache_of_valid_symbols_keeps_bad_ones_out_and_stays_bounded() -> No
     assert reason({**GOOD, "symbol": "BTC USDT"}) == "bad_symbol"  # refused, and not remembered
     assert reason({**GOOD, "symbol": "BTC USDT"}) == "bad_symbol" and "BTC USDT" not in ticks._VALID_SYMBOLS
     ticks._VALID_SYMBOLS.update((f"S{i}", True) for i in range(ticks.MAX_VALID_SYMBOLS))
-    assert tick_from_dict({**GOOD, "symbol": "ETHUSDT"}).symbol == "ETHUSDT"  # full: cleared, then this one
-    assert list(ticks._VALID_SYMBOLS) == ["ETHUSDT"]
+    fresh = "CACHE-TEST/BTC"  # a symbol no other test validates, so it is not remembered yet
+    assert fresh not in ticks._VALID_SYMBOLS
+    assert tick_from_dict({**GOOD, "symbol": fresh}).symbol == fresh  # full: cleared, then this one
+    assert list(ticks._VALID_SYMBOLS) == [fresh]
 
 
 def test_symbol_with_trailing_newline_is_rejected() -> None:
