@@ -268,24 +268,14 @@ def model_scores(
     """The raw ensemble score of each row (Python floats) and the member probabilities (n, 3), in one model call.
 
     ``model_verdict(ens[i], probs[i].tolist(), threshold)`` is row i's verdict; the pipeline judges row i
-    by ``decision_score(ens[i])`` and builds the verdict only for a tick that raises an alert, so the
-    probabilities stay an array: converting all of them to Python floats cost ~0.2 us a row, for the
-    few rows that alert.
+    by ``models.pipeline.decision_score(ens[i])`` and builds the verdict only for a tick that raises an alert,
+    so the probabilities stay an array: converting all of them to Python floats cost ~0.2 us a row, for
+    the few rows that alert.
     """
     ens, probs = bundle.score_batch(rows_array(rows), np.asarray(stat_scores))
     # tolist() converts the float64s to Python floats in one C call, the same values as
     # float(ens[i]) element by element (which costs a numpy scalar per element).
     return ens.tolist(), probs
-
-
-def decision_score(s: float) -> float:
-    """The score a tick is judged by: the ensemble score as computed (0 when not finite).
-
-    Not rounded: the verdict and the alert show 6 decimals, but a decision on the rounded score tied
-    every score above 1 - 5e-7 (stacked log-odds past ~14.5) at 1.0, where training chose its threshold
-    on the unrounded one; float64 keeps scores apart up to log-odds ~36.
-    """
-    return s if math.isfinite(s) else 0.0
 
 
 def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:

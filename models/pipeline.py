@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from models._fastinit import field_values
 from models.alerts import Alert, build_alert
 from models.detectors.statistical import StatisticalConfig, StatisticalDetector, StatResult
-from models.ensemble import ModelBundle, decision_score, model_scores, model_verdict, stat_verdict
+from models.ensemble import ModelBundle, model_scores, model_verdict, stat_verdict
 from models.features import FeatureConfig, FeatureEngine, Features
 from models.thresholds import AdaptiveConfig, AdaptiveThreshold, adaptive_state
 from models.ticks import Tick
@@ -32,14 +32,25 @@ if TYPE_CHECKING:  # the member probabilities are a numpy array; the core itself
 SNAPSHOT_SCHEMA_VERSION = 2
 _READABLE_SCHEMA_VERSIONS = (1, 2)
 STAT_ONLY_VERSION = "stat-only"
-RECENT_TRADE_IDS = 32
+RECENT_TRADE_IDS: Final = 32
 #: The lowest score of a scored tick. 0 marks a tick of a symbol still in its grace period (unscored);
 #: a stacked score far below every threshold (shown as 0 at the alerts' 6 decimals) must not read as one.
-SCORE_FLOOR = 1e-6
+SCORE_FLOOR: Final = 1e-6
 #: Ticks folded and scored in one step of :meth:`Pipeline.process`: bounds its transient memory (every
 #: tick's features, statistics and model row live until the step is scored).
-MAX_TICKS_PER_STEP = 4096
+MAX_TICKS_PER_STEP: Final = 4096
 
+
+
+def decision_score(s: float) -> float:
+    """The score a tick is judged by: the ensemble score as computed (0 when not finite).
+
+    Not rounded: the verdict and the alert show 6 decimals, but a decision on the rounded score tied
+    every score above 1 - 5e-7 (stacked log-odds past ~14.5) at 1.0, where training chose its threshold
+    on the unrounded one; float64 keeps scores apart up to log-odds ~36. Here, beside the per-tick loop
+    that calls it, so that the call is a compiled one.
+    """
+    return s if math.isfinite(s) else 0.0
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from models._fastinit import field_values
 from models.detectors.statistical import Baseline
 
-_EPS = 1e-9
+_EPS: Final = 1e-9
 
 
 def _logit(p: float) -> float:
