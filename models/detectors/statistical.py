@@ -334,12 +334,15 @@ class StatisticalDetector:
         # Lengths checked once: a strict zip costs more than the rest of the loop header.
         if len(baselines) != len(_SPECS):
             raise ValueError(f"{len(baselines)} baselines for {len(_SPECS)} monitored features")
-        # Typed, so that the compiled loop does float arithmetic in C: the monitored values come
-        # from attrgetter, which the compiler can only type as Any.
+        # Typed, so that the compiled loop does float arithmetic in C (attrgetter's result can only be
+        # typed Any), and indexed rather than zipped: a zip is a generic iterator building a tuple a step.
+        monitored: tuple[float, ...] = _monitored_values(features)
         x: float
-        for x, (kind, rising, floor, centre, z_name, stepped), base, limit in zip(
-            _monitored_values(features), _SPECS, baselines, limits, strict=False
-        ):
+        for i in range(len(_SPECS)):
+            x = monitored[i]
+            kind, rising, floor, centre, z_name, stepped = _SPECS[i]
+            base = baselines[i]
+            limit = limits[i]
             if stepped and step_floor > floor:
                 floor = step_floor
             if x != x:  # nan: not known yet
@@ -457,9 +460,12 @@ class StatisticalDetector:
         # The key of the cached weight a: none yet (a_n = -1 never equals n >= 1, so the first baseline
         # computes it whatever a_last and a_tau hold; typed int and float for the compiled comparisons).
         a_n, a_last, a_tau = -1, 0, 0.0
-        for v, scale, base in zip(values, scales, baselines, strict=False):
+        for i in range(len(baselines)):  # indexed, as in score_one_raw; the lengths are checked above
+            v = values[i]
             if v is None:
                 continue
+            scale = scales[i]
+            base = baselines[i]
             n = base.n
             mean = base.mean
             if n >= min_ticks:
