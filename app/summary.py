@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from models.ensemble import severity_of
-from models.pipeline import SymbolSnapshot
+from models.pipeline import SymbolSnapshot, bar_points
 from models.ticks import Tick
 
 #: A chart point: [bar start ms, close, highest score in the bar, band mid, band lower, band upper].
@@ -126,25 +126,27 @@ class History:
         """Fold a batch in; per touched symbol: (its previous last point was updated, the changed points)."""
         appended: dict[str, int] = {}
         updated_old: dict[str, bool] = {}
-        for tick, score in zip(ticks, scores, strict=True):
-            if score is None:
-                continue  # redelivered: already drawn
-            sym = tick.symbol
-            dq = self.points.get(sym)
-            if dq is None:
-                if len(self.points) >= self.max_symbols:
-                    del self.points[next(iter(self.points))]
-                dq = self.points[sym] = deque(maxlen=self.maxlen)
-            bar = float(tick.timestamp // self.bar_ms * self.bar_ms)
-            last = dq[-1] if dq else None
-            if last is not None and last[0] is not None and last[0] >= bar:
-                last[1] = tick.price
-                last[2] = max(last[2] or 0.0, score)
-                if appended.get(sym, 0) == 0:
-                    updated_old[sym] = True
-            else:
-                dq.append([bar, tick.price, score, None, None, None])
-                appended[sym] = appended.get(sym, 0) + 1
+        if len(ticks) != len(scores):
+            raise ValueError(f"{len(ticks)} ticks, {len(scores)} scores")
+        # The compiled core folds the ticks into points per symbol (redelivered ticks, score None, are
+        # already drawn); each point then joins the history as a tick did: into the last point if that
+        # one's bar is not earlier, else appended.
+        for sym, batch_points in bar_points(ticks, scores, self.bar_ms).items():
+            for bar, price, score in batch_points:
+                dq = self.points.get(sym)
+                if dq is None:
+                    if len(self.points) >= self.max_symbols:
+                        del self.points[next(iter(self.points))]
+                    dq = self.points[sym] = deque(maxlen=self.maxlen)
+                last = dq[-1] if dq else None
+                if last is not None and last[0] is not None and last[0] >= bar:
+                    last[1] = price
+                    last[2] = max(last[2] or 0.0, score)
+                    if appended.get(sym, 0) == 0:
+                        updated_old[sym] = True
+                else:
+                    dq.append([bar, price, score, None, None, None])
+                    appended[sym] = appended.get(sym, 0) + 1
         changed: dict[str, tuple[bool, list[Point]]] = {}
         for sym in set(appended) | set(updated_old):
             dq = self.points[sym]

@@ -167,6 +167,54 @@ class Position:
         return Position, field_values(self)  # copy and pickle, compiled or not (models._fastinit)
 
 
+def record_positions(topic: str, partition: int, first_offset: int, n: int) -> list[Position]:
+    """The positions of the ``n`` ticks of one Kafka record: ``first_offset`` (the record's offset, shifted
+    by the caller), then one more per tick. Compiled, for the worker's per-record loop."""
+    return [Position(topic, partition, first_offset + j) for j in range(n)]
+
+
+def symbols_of(ticks: Sequence[Tick]) -> set[str]:
+    """The distinct symbols of ``ticks`` (a batched record usually holds one)."""
+    return {tick.symbol for tick in ticks}
+
+
+def last_scored_by_symbol(ticks: Sequence[Tick], scores: Sequence[float | None]) -> dict[str, int]:
+    """Per symbol, the rank among the scored ticks (``scores[i]`` not None) of its last scored tick:
+    the row of its member probabilities in the batch's model call."""
+    out: dict[str, int] = {}
+    k = 0
+    for i in range(len(ticks)):
+        if scores[i] is not None:
+            out[ticks[i].symbol] = k
+            k += 1
+    return out
+
+
+def bar_points(ticks: Sequence[Tick], scores: Sequence[float | None], bar_ms: int) -> dict[str, list[list[float]]]:
+    """Per symbol, the batch's scored ticks (``scores[i]`` not None) folded into chart points
+    ``[bar start, last price, highest score]``, a new point only when a tick's event-time bar is later
+    than the current point's (a late tick joins the current point): what the dashboard's history draws,
+    per point instead of per tick (``app.summary.History.fold``)."""
+    out: dict[str, list[list[float]]] = {}
+    for i in range(len(ticks)):
+        score = scores[i]
+        if score is None:
+            continue
+        tick = ticks[i]
+        bar = float(tick.timestamp // bar_ms * bar_ms)
+        points = out.get(tick.symbol)
+        if points is None:
+            points = out[tick.symbol] = []
+        if points and points[-1][0] >= bar:
+            last = points[-1]
+            last[1] = tick.price
+            if score > last[2]:
+                last[2] = score
+        else:
+            points.append([bar, tick.price, score])
+    return out
+
+
 @dataclass(slots=True)
 class BatchResult:
     alerts: list[Alert]

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.broker import free_port
 from app.cache import RedisLink, RedisUnavailable, SymbolCache
 from app.metrics import Metrics
-from app.summary import History
+from app.summary import History, Point
 from models.ticks import Tick
 
 T0 = 1_700_000_000_000
@@ -37,6 +39,42 @@ def test_history_one_point_per_bar_and_changed_points() -> None:
     assert updated and [p[:3] for p in points] == [[float(T0), 4.0, 0.7], [float(T0 + 20_000), 5.0, 0.3]]
     h.fold([Tick("X", 6.0, 1.0, T0 + 31_000), Tick("X", 7.0, 1.0, T0 + 41_000)], [0.0, 0.0], {})
     assert [p[0] for p in h.get("X")] == [T0 + 20_000, T0 + 30_000, T0 + 40_000]  # maxlen kept
+
+
+def _fold_tick_by_tick(points: dict[str, list[Point]], ticks: list[Tick], scores: list[float | None],
+                       bar_ms: int) -> None:
+    """History.fold as first written, one tick at a time (no maxlen, no symbol bound): the reference."""
+    for tick, score in zip(ticks, scores, strict=True):
+        if score is None:
+            continue
+        dq = points.setdefault(tick.symbol, [])
+        bar = float(tick.timestamp // bar_ms * bar_ms)
+        last = dq[-1] if dq else None
+        if last is not None and last[0] is not None and last[0] >= bar:
+            last[1] = tick.price
+            last[2] = max(last[2] or 0.0, score)
+        else:
+            dq.append([bar, tick.price, score, None, None, None])
+
+
+tick_draws = st.tuples(st.sampled_from("ABC"), st.integers(-30_000, 60_000), st.floats(0.5, 2.0),
+                       st.one_of(st.none(), st.sampled_from([0.0, 1e-6, 0.3, 0.9])))
+
+
+@settings(max_examples=200)
+@given(batches=st.lists(st.lists(tick_draws, max_size=25), max_size=4))
+def test_history_folds_points_as_it_folded_ticks(batches: list[list[tuple[str, int, float, float | None]]]) -> None:
+    # Per-symbol points from the compiled core, then joined to the history: the same points as folding
+    # every tick into the history, late ticks (earlier bars) included.
+    h, reference = History(maxlen=1_000, bar_ms=10_000), {}
+    t = T0
+    for batch in batches:
+        ticks = [Tick(sym, price, 1.0, t + dt) for sym, dt, price, _ in batch]
+        scores = [score for *_, score in batch]
+        h.fold(ticks, scores, {})
+        _fold_tick_by_tick(reference, ticks, scores, 10_000)
+        t += 20_000
+    assert {s: h.get(s) for s in reference} == reference
 
 
 async def test_lru_answers_until_its_ttl_then_needs_redis() -> None:

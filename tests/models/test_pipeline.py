@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 from models.alerts import alert_id
 from models.detectors.statistical import StatisticalConfig
 from models.ensemble import MEMBERS, ModelBundle
-from models.pipeline import MAX_TICKS_PER_STEP, STAT_ONLY_VERSION, Pipeline, PipelineConfig, Position, SymbolSnapshot
+from models.pipeline import (
+    MAX_TICKS_PER_STEP,
+    STAT_ONLY_VERSION,
+    Pipeline,
+    PipelineConfig,
+    Position,
+    SymbolSnapshot,
+    last_scored_by_symbol,
+    record_positions,
+    symbols_of,
+)
 from models.synthetic import Injection, Label, SymbolProfile, default_profiles, generate
 from models.ticks import Tick
 from tests.models.test_ensemble import tiny_bundle
@@ -318,3 +328,14 @@ def test_a_scored_tick_never_scores_zero_which_marks_the_grace_period() -> None:
     assert 0 < sum(grace) < len(grace) - 1000
     assert [s == 0.0 for s in scores] == grace
     assert {s for s in scores if s != 0.0} == {SCORE_FLOOR}
+
+
+def test_the_workers_per_record_helpers() -> None:
+    positions = record_positions("ticks", 3, 7 << 16, 3)
+    assert [(p.topic, p.partition, p.offset) for p in positions] == [("ticks", 3, (7 << 16) + j) for j in range(3)]
+    assert record_positions("ticks", 0, 0, 0) == []
+    ticks = [Tick(s, 1.0, 1.0, T0 + i) for i, s in enumerate(["A", "B", "A", "C", "B"])]
+    assert symbols_of(ticks) == {"A", "B", "C"} and symbols_of([]) == set()
+    # Ranks among the scored ticks (None = skipped): A's last scored is the 3rd scored tick, C is never scored.
+    assert last_scored_by_symbol(ticks, [0.1, 0.2, 0.3, None, None]) == {"A": 2, "B": 1}
+    assert last_scored_by_symbol(ticks, [None] * 5) == {}
