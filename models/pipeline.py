@@ -41,7 +41,6 @@ SCORE_FLOOR: Final = 1e-6
 MAX_TICKS_PER_STEP: Final = 4096
 
 
-
 def decision_score(s: float) -> float:
     """The score a tick is judged by: the ensemble score as computed (0 when not finite).
 
@@ -51,6 +50,7 @@ def decision_score(s: float) -> float:
     that calls it, so that the call is a compiled one.
     """
     return s if math.isfinite(s) else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
