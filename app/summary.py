@@ -132,12 +132,12 @@ class History:
         # already drawn); each point then joins the history as a tick did: into the last point if that
         # one's bar is not earlier, else appended.
         for sym, batch_points in bar_points(ticks, scores, self.bar_ms).items():
+            dq = self.points.get(sym)
+            if dq is None:
+                if len(self.points) >= self.max_symbols:
+                    del self.points[next(iter(self.points))]
+                dq = self.points[sym] = deque(maxlen=self.maxlen)
             for bar, price, score in batch_points:
-                dq = self.points.get(sym)
-                if dq is None:
-                    if len(self.points) >= self.max_symbols:
-                        del self.points[next(iter(self.points))]
-                    dq = self.points[sym] = deque(maxlen=self.maxlen)
                 last = dq[-1] if dq else None
                 if last is not None and last[0] is not None and last[0] >= bar:
                     last[1] = price
