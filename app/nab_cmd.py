@@ -77,17 +77,19 @@ def stream(pipeline: Pipeline, ticks: Sequence[Tick], batch_size: int,
     for lo in range(0, len(ticks), batch_size):
         chunk = ticks[lo:lo + batch_size]
         if bundle is not None:
-            bundle.last_probs = bundle.last_log_odds = None
+            bundle.reset()
         res = pipeline.process(snaps, chunk)
         s = np.asarray(res.scores, dtype=np.float64)
         scores[lo:lo + len(chunk)] = s
-        if members is not None and bundle is not None and bundle.last_probs is not None:
-            probs = np.asarray(bundle.last_probs, dtype=np.float64)
+        recorded = bundle.recorded_probs if bundle is not None else None
+        if members is not None and bundle is not None and recorded is not None:
+            probs = np.array(recorded, dtype=np.float64)
             inactive = s == 0.0  # the grace period: the pipeline scores 0, so do the members
             probs[inactive] = 0.0
             members[lo:lo + len(chunk)] = probs
-            if log_odds is not None and bundle.last_log_odds is not None:
-                lo_chunk = np.array(bundle.last_log_odds, dtype=np.float64)
+            recorded_log_odds = bundle.recorded_log_odds
+            if log_odds is not None and recorded_log_odds is not None:
+                lo_chunk = np.array(recorded_log_odds, dtype=np.float64)
                 lo_chunk[inactive] = -LOGIT_BOUND
                 log_odds[lo:lo + len(chunk)] = lo_chunk
         if progress is not None:

@@ -219,7 +219,7 @@ class TickProcessor:
             self.snapshot(symbol)
         bundle = pipeline.bundle if isinstance(pipeline.bundle, RecordingBundle) else None
         if bundle is not None:
-            bundle.last_probs = None
+            bundle.reset()
         # The whole batch in one pipeline call: one model call per batch, whatever the partitions.
         result = pipeline.process(self.cache, local, positions)
         self._record_members(local, result.scores, bundle)
@@ -314,8 +314,8 @@ class TickProcessor:
             return
         # Only each symbol's last scored tick is kept: one dict per symbol, not one per tick (a batch
         # carries hundreds of ticks of a few symbols); the compiled core finds those ticks.
-        if bundle is not None and bundle.last_probs is not None and len(bundle.last_probs) == scored:
-            probs = bundle.last_probs
+        probs = bundle.recorded_probs if bundle is not None else None
+        if probs is not None and len(probs) == scored:
             for symbol, k in last_scored_by_symbol(ticks, scores).items():
                 self.members[symbol] = dict(zip(MEMBERS, probs[k].tolist(), strict=True))
             fires = (probs >= 0.5).sum(axis=0)

@@ -297,21 +297,49 @@ def stat_verdict(s: float, threshold: float) -> Verdict:
 
 @dataclass
 class RecordingBundle(ModelBundle):
-    """A bundle that keeps the calibrated member probabilities and log-odds of its last batch call.
+    """A bundle that keeps the calibrated member probabilities and log-odds of its model calls since
+    :meth:`reset`, in call order.
 
     The pipeline returns only the ensemble score per tick; the worker's views and the NAB command
     also want each member's score (and the ablation every combination's). Recording them here costs
-    no second model call.
+    no second model call. One ``Pipeline.process`` call scores a long batch in several model calls
+    (one per step of ``MAX_TICKS_PER_STEP`` ticks), so a caller resets before ``process`` and reads
+    one row per scored tick of the whole batch afterwards.
     """
 
-    last_probs: np.ndarray | None = None
-    last_log_odds: np.ndarray | None = None
+    _probs: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
+    _log_odds: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def wrap(cls, bundle: ModelBundle) -> RecordingBundle:
         return cls(**{f.name: getattr(bundle, f.name) for f in fields(ModelBundle)})
 
+    def reset(self) -> None:
+        """Forget what was recorded (before the next batch)."""
+        self._probs.clear()
+        self._log_odds.clear()
+
+    @property
+    def recorded_probs(self) -> np.ndarray | None:
+        """The member probabilities (n, 3) of every row scored since :meth:`reset`; None if none was."""
+        return _joined(self._probs)
+
+    @property
+    def recorded_log_odds(self) -> np.ndarray | None:
+        """The members' calibrated log-odds (n, 3), as :attr:`recorded_probs`."""
+        return _joined(self._log_odds)
+
     def _score_log_odds(self, log_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ens, probs = ModelBundle._score_log_odds(self, log_odds)
-        self.last_probs, self.last_log_odds = probs, log_odds
+        self._probs.append(probs)
+        self._log_odds.append(log_odds)
         return ens, probs
+
+
+def _joined(chunks: list[np.ndarray]) -> np.ndarray | None:
+    """The chunks as one array (kept as the only chunk, so a second read copies nothing); None if empty."""
+    if not chunks:
+        return None
+    if len(chunks) > 1:
+        chunks[:] = [np.concatenate(chunks)]
+    return chunks[0]

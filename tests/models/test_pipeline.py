@@ -10,13 +10,14 @@ import functools
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.alerts import alert_id
 from models.detectors.statistical import StatisticalConfig
-from models.ensemble import MEMBERS, ModelBundle
+from models.ensemble import MEMBERS, ModelBundle, RecordingBundle
 from models.pipeline import (
     MAX_TICKS_PER_STEP,
     STAT_ONLY_VERSION,
@@ -163,6 +164,33 @@ def test_a_batch_longer_than_a_step_is_folded_in_steps_that_change_nothing() -> 
     assert whole == observed([*range(0, len(ticks), 1000), len(ticks)])
     assert whole["rejected"] == [(5000, "duplicate"), (6000, "out_of_order")] and whole["skipped"] == 1
     assert len(whole["rows"]) == len(whole["row_ticks"]) == len(ticks) - 3 and whole["alerts"]
+
+
+def test_a_recording_bundle_keeps_the_member_rows_of_every_step_of_a_batch() -> None:
+    """The worker and the NAB command read one row of member probabilities per scored tick of a whole
+    batch, which Pipeline.process scores in one model call per step: the same rows as batches of half
+    a step, read after each."""
+    ticks, _ = scenario()
+    assert len(ticks) > 4 * MAX_TICKS_PER_STEP
+    whole = RecordingBundle.wrap(tiny_bundle())
+    res = Pipeline(bundle=whole).process({}, ticks)
+    probs, log_odds = whole.recorded_probs, whole.recorded_log_odds
+    assert probs is not None and log_odds is not None
+    assert probs.shape == log_odds.shape == (len(res.model_rows), len(MEMBERS))
+    small = RecordingBundle.wrap(tiny_bundle())
+    pipeline, snaps = Pipeline(bundle=small), {}
+    parts, part_log_odds = [], []
+    for lo in range(0, len(ticks), MAX_TICKS_PER_STEP // 2):
+        small.reset()
+        pipeline.process(snaps, ticks[lo:lo + MAX_TICKS_PER_STEP // 2])
+        got, got_log_odds = small.recorded_probs, small.recorded_log_odds
+        if got is not None and got_log_odds is not None:
+            parts.append(got)
+            part_log_odds.append(got_log_odds)
+    assert np.array_equal(probs, np.concatenate(parts))
+    assert np.array_equal(log_odds, np.concatenate(part_log_odds))
+    whole.reset()
+    assert whole.recorded_probs is None and whole.recorded_log_odds is None
 
 
 # ---------------------------------------------------------------------------
