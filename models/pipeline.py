@@ -37,10 +37,11 @@ RECENT_TRADE_IDS: Final = 32
 #: a stacked score far below every threshold (shown as 0 at the alerts' 6 decimals) must not read as one.
 SCORE_FLOOR: Final = 1e-6
 #: Ticks folded and scored in one step of :meth:`Pipeline.process`: bounds its transient memory (every
-#: tick's features, statistics and model row live until the step is scored). Small enough that those
-#: objects are still in the CPU's caches when the step scores and frees them, and the next step's
-#: allocations reuse the memory just freed: the pure core ran 8.3 us a tick at 512 against 11.4 at
-#: 4,096 (9.2 at 1,024, 8.8 at 256, 10.0 at 128; medians of 10 interleaved runs in one process, AMD EPYC).
+#: tick's features, statistics and model row live until the step is scored). 512, not 4,096: the batched
+#: worker ran 66,000-76,000 ticks/s against 44,000-64,000 (five alternating end-to-end runs each, AMD
+#: EPYC, benchmarks/results/2026-12-06-e2e-ab-step-512.json). Why is not settled: the pure core timed
+#: alone (benchmarks.step_size) gave 8.3 against 11.4 us a tick in one run and no difference in another;
+#: fewer objects alive per step means less for the caches and for each garbage collection to go through.
 MAX_TICKS_PER_STEP: Final = 512
 
 
