@@ -38,10 +38,11 @@ RECENT_TRADE_IDS: Final = 32
 SCORE_FLOOR: Final = 1e-6
 #: Ticks folded and scored in one step of :meth:`Pipeline.process`: bounds its transient memory (every
 #: tick's features, statistics and model row live until the step is scored). 512, not 4,096: the batched
-#: worker ran 66,000-76,000 ticks/s against 44,000-64,000 (five alternating end-to-end runs each, AMD
-#: EPYC, benchmarks/results/2026-12-06-e2e-ab-step-512.json). Why is not settled: the pure core timed
-#: alone (benchmarks.step_size) gave 8.3 against 11.4 us a tick in one run and no difference in another;
-#: fewer objects alive per step means less for the caches and for each garbage collection to go through.
+#: worker was faster in five of five alternating end-to-end pairs, by 7-68 % (median 35 %; AMD EPYC,
+#: benchmarks/results/2026-12-06-e2e-ab-step-512.json); 256 made no difference (-0 to +7 %). Why is not
+#: settled: the pure core timed alone (benchmarks.step_size) gave 8.3 against 11.4 us a tick in one run
+#: and no difference in another; fewer objects alive per step leave less for the caches and for each
+#: garbage collection to go through.
 MAX_TICKS_PER_STEP: Final = 512
 
 
