@@ -220,8 +220,9 @@ class TickProcessor:
         bundle = pipeline.bundle if isinstance(pipeline.bundle, RecordingBundle) else None
         if bundle is not None:
             bundle.reset()
-        # The whole batch in one pipeline call: one model call per batch, whatever the partitions.
-        result = pipeline.process(self.cache, local, positions)
+        # The whole batch in one pipeline call, whatever the partitions (one model call per step of it),
+        # without the model input rows: only a retraining job reads them.
+        result = pipeline.process(self.cache, local, positions, model_rows=False)
         self._record_members(local, result.scores, bundle)
         for i, reason, detail in result.rejected:
             pos = positions[i]

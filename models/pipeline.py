@@ -227,7 +227,7 @@ class BatchResult:
     touched: set[str]  # symbols whose snapshot changed
     skipped: int = 0
     # With a model: the forests' input row of each scored tick and that tick's index in the input
-    # (for periodic retraining, models.retraining); empty without a model.
+    # (for periodic retraining, models.retraining); empty without a model or when not asked for.
     model_rows: list[list[float]] = field(default_factory=list)
     model_row_ticks: list[int] = field(default_factory=list)
     # Ticks refused by their symbol's state: (index in the input, reason, detail). Reasons:
@@ -259,8 +259,14 @@ class Pipeline:
         snapshots: MutableMapping[str, SymbolSnapshot],
         ticks: Sequence[Tick],
         positions: Sequence[Position] | None = None,
+        *,
+        model_rows: bool = True,
     ) -> BatchResult:
         """Fold ``ticks`` (in arrival order) into ``snapshots``; return alerts and scores.
+
+        ``model_rows=False``: the result carries no model input rows (``BatchResult.model_rows``), which
+        only a retraining job reads. The worker asks for none: a 100,000-tick batch kept 100,000 lists
+        of 15 boxed floats alive until the batch was done.
 
         A batch longer than :data:`MAX_TICKS_PER_STEP` is folded in steps of that many ticks:
         a step keeps every tick's features, statistics and model row alive until it is scored
@@ -270,11 +276,11 @@ class Pipeline:
         """
         n = len(ticks)
         if n <= MAX_TICKS_PER_STEP:
-            return self._step(snapshots, ticks, positions)
+            return self._step(snapshots, ticks, positions, model_rows)
         out = BatchResult([], [], set())
         for lo in range(0, n, MAX_TICKS_PER_STEP):
             hi = lo + MAX_TICKS_PER_STEP
-            part = self._step(snapshots, ticks[lo:hi], None if positions is None else positions[lo:hi])
+            part = self._step(snapshots, ticks[lo:hi], None if positions is None else positions[lo:hi], model_rows)
             out.alerts.extend(part.alerts)
             out.scores.extend(part.scores)
             out.touched |= part.touched
@@ -289,6 +295,7 @@ class Pipeline:
         snapshots: MutableMapping[str, SymbolSnapshot],
         ticks: Sequence[Tick],
         positions: Sequence[Position] | None,
+        model_rows: bool = True,
     ) -> BatchResult:
         # The per-tick loops are the worker's hot path: attributes and methods are bound to
         # locals once per batch, and the cheap common cases are tested inline before any call
@@ -392,8 +399,9 @@ class Pipeline:
             snap.last_alert_id = alert.alert_id
             snap.alerts += 1
             alerts.append(alert)
-        row_ticks = [i for i, *_ in staged] if bundle is not None else []
-        return BatchResult(alerts, scores, touched, skipped, rows, row_ticks, rejected)
+        if bundle is None or not model_rows:
+            return BatchResult(alerts, scores, touched, skipped, [], [], rejected)
+        return BatchResult(alerts, scores, touched, skipped, rows, [i for i, *_ in staged], rejected)
 
     def _refuse(self, snap: SymbolSnapshot, tick: Tick) -> tuple[str, str] | None:
         """Why ``tick`` cannot be applied to ``snap`` (reason, detail), or None."""

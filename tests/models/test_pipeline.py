@@ -193,6 +193,23 @@ def test_a_recording_bundle_keeps_the_member_rows_of_every_step_of_a_batch() -> 
     assert whole.recorded_probs is None and whole.recorded_log_odds is None
 
 
+def test_a_batch_without_model_rows_gives_the_same_result_otherwise() -> None:
+    """The worker asks for no model input rows: everything else is the same, state included."""
+    ticks, _ = scenario()
+    assert len(ticks) > 2 * MAX_TICKS_PER_STEP
+    with_rows, without = Pipeline(bundle=tiny_bundle()), Pipeline(bundle=tiny_bundle())
+    snaps_with: dict[str, SymbolSnapshot] = {}
+    snaps_without: dict[str, SymbolSnapshot] = {}
+    a = with_rows.process(snaps_with, ticks)
+    b = without.process(snaps_without, ticks, model_rows=False)
+    assert a.model_rows and len(a.model_rows) == len(a.model_row_ticks)
+    assert b.model_rows == [] and b.model_row_ticks == []
+    assert [x.to_dict() for x in a.alerts] == [x.to_dict() for x in b.alerts] and a.alerts
+    assert (a.scores, a.touched, a.skipped, a.rejected) == (b.scores, b.touched, b.skipped, b.rejected)
+    assert {s: snap.to_state() for s, snap in snaps_with.items()} == {
+        s: snap.to_state() for s, snap in snaps_without.items()}
+
+
 # ---------------------------------------------------------------------------
 # (c) ids, (d) cooldown
 # ---------------------------------------------------------------------------
