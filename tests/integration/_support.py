@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -122,7 +123,8 @@ class Worker:
             "CRYPTOTRACE_DATA_DIR": str(self.data_dir),
             "CRYPTOTRACE_WEB_PORT": str(self.port),
             "CRYPTOTRACE_MODEL_DIR": str(self.model_dir),
-            "CRYPTOTRACE_LOG_LEVEL": "info",
+            # TEST_WORKER_LOG_LEVEL=debug when chasing a failure: the worker logs are kept in the test's tmp dir.
+            "CRYPTOTRACE_LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
             # A configured broker gets Faust's production timeouts (60 s rebalance): too slow
             # for a one-node local broker (see shared notes: ~32 s vs ~6.5 s to ready).
             "CRYPTOTRACE_REBALANCE_TIMEOUT_S": "5",
@@ -296,6 +298,59 @@ def produce_raw(broker: EmbeddedBroker, topic: str, items: Iterable[Raw]) -> int
     batch = list(items)
     asyncio.run(_produce_raw(broker.bootstrap, topic, batch))
     return len(batch)
+
+
+class PacedProducer:
+    """Produces raw records in a background thread at a fixed rate: a live feed a test can act during.
+
+    ``done`` is set once every record was sent and flushed; ``sent`` counts the records sent so far;
+    an exception in the thread is re-raised by :meth:`join`.
+    """
+
+    def __init__(self, broker: EmbeddedBroker, topic: str, items: list[Raw], *, records_per_s: float,
+                 chunk: int = 50) -> None:
+        self._bootstrap, self._topic, self._items = broker.bootstrap, topic, items
+        self._interval = chunk / records_per_s
+        self._chunk = chunk
+        self.sent = 0
+        self.done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="paced-producer", daemon=True)
+
+    def start(self) -> PacedProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._produce())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread by join()
+            self._error = exc
+
+    async def _produce(self) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=5, acks=1)
+        await producer.start()
+        try:
+            start = time.monotonic()
+            for n, i in enumerate(range(0, len(self._items), self._chunk)):
+                # A fixed schedule, not a fixed sleep: a slow send does not stretch the stream.
+                await asyncio.sleep(max(0.0, start + n * self._interval - time.monotonic()))
+                futures = [await producer.send(self._topic, value, key=key, partition=partition)
+                           for key, value, partition in self._items[i:i + self._chunk]]
+                await asyncio.gather(*futures)
+                self.sent += len(futures)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        self.done.set()
+
+    def join(self, timeout: float) -> int:
+        """Wait for the last record; returns how many were sent."""
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        assert self.done.is_set(), f"paced producer not done after {timeout}s ({self.sent} of {len(self._items)})"
+        return self.sent
 
 
 async def _read_all(bootstrap: str, topic: str, idle_s: float, timeout: float) -> list[ConsumerRecord]:

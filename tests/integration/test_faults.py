@@ -29,7 +29,18 @@ from models.pipeline import Pipeline, PipelineConfig, Position, SymbolSnapshot
 from models.synthetic import default_profiles, generate, random_injections
 
 from ._proxy import TcpProxy
-from ._support import TANSU_EXACT_OFFSETS, Names, Raw, Worker, Workers, make_names, produce_raw, read_topic, tail
+from ._support import (
+    TANSU_EXACT_OFFSETS,
+    Names,
+    PacedProducer,
+    Raw,
+    Worker,
+    Workers,
+    make_names,
+    produce_raw,
+    read_topic,
+    tail,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -200,14 +211,17 @@ def test_kill_9_mid_stream_then_restart(broker: EmbeddedBroker, names: Names, wo
 # --------------------------------------------------------------------------- join and leave
 # This test found the out-of-order delivery around rebalances that app/offset_gate.py now prevents (up
 # to 4,600 ticks lost in a run before; explain_gaps shows where a symbol's state chain broke if it recurs).
-@pytest.mark.xfail(strict=False, reason=(
-    "known intermittent stall, not fixed: on the AMD EPYC of 2026-12-06 the joining worker processed no tick "
-    "for 120 s after the rebalance in 8 of 12 runs (4 of 7 of this test on the code it was marked with, 2 of 2 "
-    "on 553a4c3, which passed CI on an Intel Xeon before). Remove this mark with the fix "
-    "(see the README's Tests section)."))
+# The stream is a live feed (paced over ~60 s), not a pre-produced topic: with the whole topic there
+# from the start, the first worker (~20,000 ticks/s here) had finished it before the second one was
+# assigned, and the second found only ticks its restored state already held (all counted as
+# redelivered, none processed). That was the "stall" this test was marked xfail for on 2026-12-06.
+FEED_RECORDS_PER_S = 420.0  # 8 ticks a record: ~3,400 ticks/s, well within one worker's pace
+
+
 def test_second_worker_joins_and_leaves_mid_stream(broker: EmbeddedBroker, names: Names, workers: Workers,
                                                    stream: list[Raw]) -> None:
-    start_stream(broker, names, stream)
+    names.create_topics(broker)
+    feed = PacedProducer(broker, names.ticks, stream, records_per_s=FEED_RECORDS_PER_S).start()
     # One record per producer batch: Tansu reports a partition's end as its last batch's start + 1,
     # so a fail-over's changelog recovery stops short and ticks are lost (seen: ETHUSDT 27,087 of
     # 27,119 before this setting). Real Kafka does not need it.
@@ -215,8 +229,11 @@ def test_second_worker_joins_and_leaves_mid_stream(broker: EmbeddedBroker, names
     wait_progress(w1, 0.2 * TICKS)
     w2 = workers.start("w2", **TANSU_EXACT_OFFSETS)
     w2.wait_ready()
-    wait_progress(w2, 1.0)  # it got partitions and processed something
+    wait_progress(w2, 1.0)  # it got partitions and processed new ticks
+    assert not feed.done.is_set(), "the feed ended before the second worker left: not mid-stream"
     assert w2.stop() == 0  # leaves gracefully mid-stream; its partitions move back to w1
+    assert not feed.done.is_set(), "the feed ended before the second worker had left: not mid-stream"
+    assert feed.join(timeout=120.0) == len(stream)
     check_outcome(broker, names, symbol_counts(stream), w1)
 
 
