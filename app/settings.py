@@ -89,11 +89,12 @@ class Settings(BaseSettings):
 
     # --- Processing ------------------------------------------------------------------------------
     batch_size: int = Field(1000, ge=1, description="Max ticks per micro-batch (Kafka read, scoring, table write).")
-    # 0.025 against 0.05 (benchmarks/results/2026-12-06-e2e-ab-batch-within.json): batched records p99 100-104
-    # against 138-140 ms at 5,000 ticks/s, throughput the same; single-tick records ~9 % slower (a smaller
-    # batch pays its per-symbol table writes over fewer ticks). 0.01 cost single-tick records 28 %.
+    # 0.05 against 0.025 (benchmarks/results/2026-12-06-e2e-ab-batch-within.json): single-tick records ~9 % faster
+    # (a batch pays its per-symbol table writes over more ticks; at 0.025 a full bench read 0.77x bare Faust,
+    # 2026-12-06-a19b7e2.json); batched records p99 at 5,000 ticks/s 138-140 against 100-104 ms, same throughput.
     batch_within_s: float = Field(
-        0.025, gt=0, description="Max wait to fill a micro-batch (latency bound; longer = fewer, larger batches)."
+        0.05, gt=0, description="Max wait to fill a micro-batch (latency bound; longer = fewer, larger batches; "
+        "0.025 suits a feed of batched records that wants latency).",
     )
     gc_young_threshold: int = Field(
         50_000, ge=0,
