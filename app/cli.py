@@ -104,9 +104,9 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
         quiet = quiet_dataset(default_profiles(args.symbols, seed=args.seed + 1), start_ms=start,
                               duration_s=args.quiet_days * 86_400.0 / args.symbols, seed=args.seed + 1,
-                              config=pipeline_config(settings))
-    bundle = fit_bundle(data, TrainConfig(seed=args.seed, n_estimators=args.trees), cooldown_s=settings.cooldown_s,
-                        quiet=quiet)
+                              config=pipeline_config(settings), regime_shifts_per_day=args.quiet_regime_shifts)
+    config = TrainConfig(seed=args.seed, n_estimators=args.trees, false_alarm_confidence=args.false_alarm_confidence)
+    bundle = fit_bundle(data, config, cooldown_s=settings.cooldown_s, quiet=quiet)
     path = save_bundle(bundle, settings.model_dir)
     sys.stdout.write(json.dumps({"version": bundle.version, "path": str(path), "threshold": bundle.threshold,
                                  "events_calibration": bundle.info["events_calibration"]}) + "\n")
@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     # on 28 symbol-days instead of 4 (README, "Ensemble").
     t.add_argument("--quiet-days", type=float, default=24.0,
                    help="symbol-days of event-free data whose false alarms count in the threshold choice (0: none)")
+    t.add_argument("--quiet-regime-shifts", type=float, default=0.0,
+                   help="gradual regime shifts per quiet symbol-day (a new normal, not an event)")
+    t.add_argument("--false-alarm-confidence", type=float, default=None,
+                   help="judge the false-alarm budget on the Poisson upper bound at this level (default: the count)")
     t.add_argument("--if-missing", action="store_true",
                    help="train only if no model loads (none yet, or one the code can no longer use)")
     t.set_defaults(func=cmd_train)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+from scipy.special import gammaincinv
 
 _DAY_MS = 86_400_000
 
@@ -215,6 +216,22 @@ def paired_f1_difference(a: np.ndarray, b: np.ndarray, resamples: int = 2000, se
     observed = float(_f1_of_counts(a.sum(axis=0)) - _f1_of_counts(b.sum(axis=0)))
     return {"difference": round(observed, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "share_not_above": round(float((diff <= 0).mean()), 4)}
+
+
+def poisson_upper(count: int, confidence: float) -> float:
+    """One-sided upper confidence bound of a Poisson mean after observing ``count`` events
+    (the exact, Garwood bound: the mean whose probability of ``count`` or fewer is ``1 - confidence``).
+
+    Examples
+    --------
+    >>> round(poisson_upper(0, 0.95), 3)  # the "rule of three"
+    2.996
+    >>> round(poisson_upper(4, 0.5), 2)  # about the count plus two thirds
+    4.67
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    return float(gammaincinv(count + 1, confidence))
 
 
 def pick_threshold(points: Sequence[tuple[float, float, float]], budget: float) -> int:

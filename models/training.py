@@ -46,6 +46,7 @@ from models.evaluation import (
     cooldown_alert_times,
     evaluate,
     paired_f1_difference,
+    poisson_upper,
     sweep_and_pick,
     symbol_counts,
 )
@@ -191,6 +192,10 @@ class TrainConfig:
     same rows. The share is below 1 because the threshold is the best of many tried on these
     rows, so its false-alarm rate on new data is biased upwards (the winner's curse): half the
     reference rate on the training rows held about the reference rate out of sample.
+    ``false_alarm_confidence``: with quiet rows, a threshold is within the budget only if the Poisson
+    upper bound of its false-alarm rate at this level is (``None``: the observed rate). The threshold is
+    the lowest of many whose observed rate is just under the budget, so its rate on new data is biased
+    upwards; the bound asks for a margin that shrinks as the quiet symbol-days grow.
     ``false_alarm_target``: the budget never exceeds it (the product's target, 0.1 false alarms
     per symbol-day; ``None`` = no cap). The statistical layer alarms often enough on the training
     rows that half its rate was 0.65 a symbol-day, and the threshold chosen within that ran at
@@ -207,12 +212,15 @@ class TrainConfig:
     max_false_alarms_per_symbol_day: float | None = None
     false_alarm_share: float = 0.5
     false_alarm_target: float | None = 0.1
+    false_alarm_confidence: float | None = None
     folds: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.false_alarm_confidence is not None and not 0.0 < self.false_alarm_confidence < 1.0:
+            raise ValueError(f"false_alarm_confidence must be in (0, 1), got {self.false_alarm_confidence}")
         if self.max_false_alarms_per_symbol_day is not None and self.max_false_alarms_per_symbol_day < 0:
             raise ValueError("max_false_alarms_per_symbol_day must be >= 0")
         if self.false_alarm_target is not None and self.false_alarm_target < 0:
@@ -263,7 +271,8 @@ class QuietAlarms:
     at 0.17-0.21 on fresh seeds); quiet symbol-days are cheap to add, as they need no forest refit.
     """
 
-    def __init__(self, quiet: Dataset, scores: np.ndarray, cooldown_s: float, floor: float = 0.0) -> None:
+    def __init__(self, quiet: Dataset, scores: np.ndarray, cooldown_s: float, floor: float = 0.0,
+                 confidence: float | None = None) -> None:
         # Rows under every threshold that will be asked about never alert: only the rest are replayed
         # (exact, and most quiet rows score far below any threshold).
         keep = scores >= floor
@@ -271,6 +280,7 @@ class QuietAlarms:
         self.scores = scores[keep]
         self.spans = quiet.spans
         self.symbol_days = evaluate([], [], quiet.spans).symbol_days
+        self.confidence = confidence
         self._counts: dict[float, int] = {}
 
     def __call__(self, threshold: float) -> int:
@@ -281,8 +291,12 @@ class QuietAlarms:
         return count
 
     def rate_with(self, report: EventReport, threshold: float) -> float:
-        """False alarms per symbol-day of ``report``'s rows and these quiet rows together, at ``threshold``."""
-        return (report.false_alarms + self(threshold)) / max(report.symbol_days + self.symbol_days, 1e-9)
+        """False alarms per symbol-day of ``report``'s rows and these quiet rows together, at ``threshold``:
+        the observed rate, or with ``confidence`` its one-sided Poisson upper bound at that level."""
+        count: float = report.false_alarms + self(threshold)
+        if self.confidence is not None:
+            count = poisson_upper(int(count), self.confidence)
+        return count / max(report.symbol_days + self.symbol_days, 1e-9)
 
 
 #: Candidate thresholds: calibrated scores crowd near 0 and 1, so search on the logit scale.
@@ -495,7 +509,8 @@ def fit_bundle(data: Dataset, config: TrainConfig | None = None, cooldown_s: flo
         bundle.combination = rule
         scores = bundle.combine(log_odds_all)
         alarms = None if quiet is None or quiet_log_odds is None else QuietAlarms(
-            quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()))
+            quiet, bundle.combine(quiet_log_odds), cooldown_s, floor=float(CANDIDATES.min()),
+            confidence=config.false_alarm_confidence)
         thr, rep = choose_threshold(data, everything, scores, cooldown_s, budget, replayer=replayer, quiet=alarms)
         rep_quiet = {} if alarms is None else {"quiet_false_alarms": alarms(thr),
                                                "quiet_symbol_days": round(alarms.symbol_days, 3)}

@@ -43,3 +43,16 @@ def test_join_refuses_labelled_parts() -> None:
                           part.event)
     with pytest.raises(ValueError, match="event-free"):
         join([part, labelled])
+
+
+def test_regime_shifts_change_the_ticks_but_label_nothing() -> None:
+    # A day, so that a shift fits after the warm-up hour and before the end on the liquid symbols.
+    kw = {"start_ms": T0, "duration_s": 86_400.0, "seed": 5, "config": PipelineConfig(), "processes": 1}
+    plain = quiet_dataset(PROFILES[:2], **kw)
+    shifted = quiet_dataset(PROFILES[:2], regime_shifts_per_day=4.0, **kw)
+    assert not shifted.y.any() and shifted.windows == () and (shifted.event == -1).all()
+    # The hour before any shift can start is the same trading; after it, the regimes differ.
+    warm = plain.t < T0 + 3_600_000
+    assert warm.sum() == (shifted.t < T0 + 3_600_000).sum() > 0
+    np.testing.assert_array_equal(plain.x[warm], shifted.x[shifted.t < T0 + 3_600_000])
+    assert len(plain.y) != len(shifted.y)

@@ -336,6 +336,14 @@ def test_quiet_rows_false_alarms_count_in_the_threshold_choice() -> None:
         if detected:  # the event's F1 within the budget only on (0.8, 0.9]
             assert 0.8 < thr <= 0.9
         assert alarms(thr) <= 2  # within the budget, or the fewest false alarms when none is
+        # With a margin, the two false alarms are an upper bound of 2.67 at 50 % confidence (0.267 a
+        # symbol-day): over the budget, so only the thresholds without any false alarm remain.
+        if detected:
+            margin = QuietAlarms(quiet, qscores, cooldown_s=300.0, confidence=0.5)
+            thr_m, rep_m = choose_threshold(data, everything, scores, cooldown_s=300.0,
+                                            max_false_alarms_per_symbol_day=0.25, quiet=margin)
+            assert rep_m.detected == 0 and thr_m > 0.95 and margin(thr_m) == 0
+            assert margin.rate_with(rep_m, thr_m) == pytest.approx(math.log(2) / 10, rel=1e-3)
 
 
 def test_a_rule_replaces_the_stacker_only_when_clearly_better() -> None:
