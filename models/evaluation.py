@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from scipy.special import gammaincinv
 
 _DAY_MS = 86_400_000
 
@@ -231,6 +230,9 @@ def poisson_upper(count: int, confidence: float) -> float:
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
+    # Imported here: the worker imports this module and must not load SciPy (~100 MB with scikit-learn).
+    from scipy.special import gammaincinv
+
     return float(gammaincinv(count + 1, confidence))
 
 
