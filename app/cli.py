@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each liquidity class left without events (as the ablation's suite)")
     t.add_argument("--warmup-minutes", type=float, default=30.0, help="no event starts before this")
     # 24 event-free symbol-days (~5 M ticks, ~4 min on 2 cores): the threshold's false alarms are counted
-    # on 28 symbol-days instead of 4 (README, "Ensemble").
+    # on 28 symbol-days instead of 4 (docs/detection-history.md, "quiet symbol-days").
     t.add_argument("--quiet-days", type=float, default=24.0,
                    help="symbol-days of event-free data whose false alarms count in the threshold choice (0: none)")
     t.add_argument("--quiet-regime-shifts", type=float, default=0.0,

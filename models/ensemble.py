@@ -289,8 +289,8 @@ def model_verdict(s: float, probs: list[float], threshold: float) -> Verdict:
 def stat_verdict(s: float, threshold: float) -> Verdict:
     """The verdict on a tick without a model: the statistical layer's score used as is.
 
-    (Uncalibrated; see README.) Its ``score`` is ``s`` itself, so the pipeline builds it only
-    for a tick that raises an alert.
+    Uncalibrated: its ``score`` is the rule score ``s`` itself, so the pipeline builds it only for a
+    tick that raises an alert.
     """
     return Verdict(s, severity_of(s, threshold), 1.0 if s >= threshold else round(1.0 - s, 4), {"statistical": s})
 

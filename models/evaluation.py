@@ -244,8 +244,8 @@ def pick_threshold(points: Sequence[tuple[float, float, float]], budget: float) 
     log-odds, so this is the plateau's centre on that scale: as far as the data allow from the end where
     one more event is missed and from the end where false alarms break the budget or cost F1. The rule before
     (the plateau's top) sat at an edge: on evaluation seeds 1602-1609 and 1802-1809 the best threshold at
-    the false-alarm target lay 1.2-1.4 log-odds below the one it chose (README). When no threshold keeps
-    to the budget: the one with the fewest false alarms, then the higher threshold.
+    the false-alarm target lay 1.2-1.4 log-odds below the one it chose (docs/detection-history.md). When no
+    threshold keeps to the budget: the one with the fewest false alarms, then the higher threshold.
     """
     if not points:
         raise ValueError("no usable threshold: no candidates")

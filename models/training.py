@@ -359,7 +359,7 @@ def cross_validated_report(data: Dataset, scores: np.ndarray, fold: np.ndarray, 
     other folds; the alerts of all folds are then scored together against every event. This is
     what choosing a threshold on these rows is worth on symbols it did not see; the in-sample
     best F1 is not: with a few dozen events several rules reach F1 1.0 there, and the one picked
-    among such ties did no better than another on new data (README, ablation of seeds 601-604).
+    among such ties did no better than another on new data (docs/detection-history.md, seeds 601-604).
     """
     alerts = cross_validated_alerts(data, scores, fold, cooldown_s, max_false_alarms_per_symbol_day)
     events, spans = _events_and_spans(data, np.ones(len(scores), dtype=bool))
@@ -387,9 +387,9 @@ def choose_rule(best: str, counts: Mapping[str, np.ndarray], seed: int = 0) -> t
     """``best`` if its cross-validated F1 beats :data:`DEFAULT_RULE`'s with a paired 95 % interval above 0.
 
     With a few dozen training events, rules a detection or two apart trade places from one seed to the
-    next (README: the rule training chose was the weakest of four on 251 fresh events), so a rule
-    replaces the default only on evidence beyond that noise. ``counts``: per-symbol counts of each
-    rule's cross-validated alerts (:func:`~models.evaluation.symbol_counts`).
+    next (docs/detection-history.md: the best cross-validated rule, taken outright, was the weakest of four
+    in two eight-seed evaluations), so a rule replaces the default only on evidence beyond that noise.
+    ``counts``: per-symbol counts of each rule's cross-validated alerts (:func:`~models.evaluation.symbol_counts`).
     """
     if best == DEFAULT_RULE:
         return best, None
