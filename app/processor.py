@@ -161,6 +161,8 @@ class TickProcessor:
         started = time.perf_counter()
         local: list[Tick] = []
         positions: list[Position] = []
+        # Each local symbol's partition (that of its last tick here), kept per record, not per tick.
+        home_of: dict[str, int] = {}
         event_of_partition: dict[int, Any] = {}
         last_offset: dict[TP, int] = {}
         ticks_in = 0  # counted once per batch: a counter's inc takes a lock, per record it showed in profiles
@@ -186,14 +188,17 @@ class TickProcessor:
             # The common case in one step: every symbol of the record lives here (a batched record holds
             # one symbol's ticks), so the routing is decided per symbol, not per tick, and the positions
             # are built by the compiled core (per tick here, they cost ~1 us a tick).
-            if rekeyed or all(self._home(s, partitions) == msg.partition for s in symbols_of(ticks)):
+            symbols = symbols_of(ticks)
+            if rekeyed or all(self._home(s, partitions) == msg.partition for s in symbols):
                 local.extend(ticks)
+                home_of.update(dict.fromkeys(symbols, msg.partition))
                 positions.extend(record_positions(msg.topic, msg.partition, base, len(ticks)))
                 event_of_partition[msg.partition] = event
                 continue
             for j, tick in enumerate(ticks):
                 if self._home(tick.symbol, partitions) == msg.partition:
                     local.append(tick)
+                    home_of[tick.symbol] = msg.partition
                     positions.append(Position(msg.topic, msg.partition, base + j))
                 else:
                     # Not keyed by symbol: its state lives on another partition; re-key it.
@@ -203,7 +208,7 @@ class TickProcessor:
         if ticks_in:
             self.metrics.ticks_in.inc(ticks_in)
 
-        alerts = await self._apply(pipeline, local, positions, event_of_partition) if local else []
+        alerts = await self._apply(pipeline, local, positions, home_of, event_of_partition) if local else []
         self.metrics.batches.inc()
         self.metrics.batch_ms.observe((time.perf_counter() - started) * 1000.0)
         # End to end: record written to Kafka -> its alerts sent and its state written.
@@ -214,8 +219,8 @@ class TickProcessor:
         return alerts
 
     async def _apply(self, pipeline: Pipeline, local: list[Tick], positions: list[Position],
-                     event_of_partition: dict[int, Any]) -> list[Alert]:
-        for symbol in {t.symbol for t in local}:
+                     home_of: dict[str, int], event_of_partition: dict[int, Any]) -> list[Alert]:
+        for symbol in home_of:
             self.snapshot(symbol)
         bundle = pipeline.bundle if isinstance(pipeline.bundle, RecordingBundle) else None
         if bundle is not None:
@@ -254,7 +259,6 @@ class TickProcessor:
         # Table writes go to the changelog partition of the *current event*, and a batch spans
         # partitions: write each partition's symbols with one of its own events current.
         # One write per symbol per batch.
-        home_of = {pos_tick.symbol: pos.partition for pos_tick, pos in zip(local, positions, strict=True)}
         by_symbol: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             by_symbol.setdefault(record["symbol"], []).append(record)

@@ -102,6 +102,9 @@ class SymbolSnapshot:
     # duplicate. A set of recent ids, not "at or below the last", so a reordered feed is not refused.
     trade_ids: list[int] = field(default_factory=list)
     trade_exchange: str | None = None
+    # At least every id in trade_ids (None: not known yet): an id above it is not a duplicate, without
+    # scanning the list, which cost ~2.5 % of the batched worker's time. Derived, so not in the state.
+    trade_id_max: int | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, symbol: str, config: PipelineConfig) -> SymbolSnapshot:
@@ -309,6 +312,10 @@ class Pipeline:
         touched: set[str] = set()
         skipped = 0
         rejected: list[tuple[int, str, str]] = []
+        # A batch's ticks come from a few partitions: their "topic/partition" key is built once per run of
+        # them, not once per tick.
+        key = key_topic = ""
+        key_partition = -1
         for i, tick in enumerate(ticks):
             symbol = tick.symbol
             snap = get_snapshot(symbol)
@@ -316,7 +323,8 @@ class Pipeline:
                 snap = self.snapshot_for(snapshots, symbol)
             if positions is not None:
                 pos = positions[i]
-                key = pos.key
+                if pos.partition != key_partition or pos.topic != key_topic:
+                    key, key_topic, key_partition = pos.key, pos.topic, pos.partition
                 if snap.offsets.get(key, -1) >= pos.offset:
                     skipped += 1
                     continue
@@ -326,7 +334,10 @@ class Pipeline:
             last_event_ms = snap.last_event_ms
             # _refuse's two conditions, tested here so that the common (accepted) tick costs no call.
             if (last_event_ms is not None and timestamp < last_event_ms - max_lateness_ms) or (
-                trade_id is not None and tick.exchange == snap.trade_exchange and trade_id in snap.trade_ids
+                trade_id is not None
+                and tick.exchange == snap.trade_exchange
+                and (snap.trade_id_max is None or trade_id <= snap.trade_id_max)
+                and trade_id in snap.trade_ids
             ):
                 refused = self._refuse(snap, tick)
                 if refused is not None:
@@ -336,8 +347,12 @@ class Pipeline:
                     continue
             if trade_id is not None:
                 if tick.exchange != snap.trade_exchange:
-                    snap.trade_ids, snap.trade_exchange = [], tick.exchange
+                    snap.trade_ids, snap.trade_exchange, snap.trade_id_max = [], tick.exchange, None
                 trade_ids = snap.trade_ids
+                top = snap.trade_id_max
+                if top is None:  # a restored or new snapshot: the bound from its list
+                    top = max(trade_ids) if trade_ids else trade_id
+                snap.trade_id_max = trade_id if trade_id > top else top
                 trade_ids.append(trade_id)
                 if len(trade_ids) > RECENT_TRADE_IDS:
                     del trade_ids[:-RECENT_TRADE_IDS]

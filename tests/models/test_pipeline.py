@@ -20,6 +20,7 @@ from models.detectors.statistical import StatisticalConfig
 from models.ensemble import MEMBERS, ModelBundle, RecordingBundle
 from models.pipeline import (
     MAX_TICKS_PER_STEP,
+    RECENT_TRADE_IDS,
     STAT_ONLY_VERSION,
     Pipeline,
     PipelineConfig,
@@ -286,6 +287,37 @@ def test_partial_redelivery_equals_one_pass() -> None:
     assert part2.scores[: k - m] == [None] * (k - m)
     assert part1.scores + part2.scores[k - m :] == ref.scores
     assert {s: v.to_state() for s, v in snaps.items()} == {s: v.to_state() for s, v in ref_snaps.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(trades=st.lists(st.tuples(st.integers(0, 80), st.sampled_from(["a", "a", "a", "b"])), min_size=1, max_size=150),
+       cuts=st.lists(st.integers(0, 150), max_size=6))
+def test_duplicate_trade_ids_are_those_of_the_last_recent_ids(trades: list[tuple[int, str]], cuts: list[int]) -> None:
+    """A trade id is refused exactly when it is among the last RECENT_TRADE_IDS ids applied from the same
+    exchange (the plain rule the bound on the largest id only shortcuts), across state round trips."""
+    refused_ref: list[int] = []
+    recent: list[int] = []
+    exchange: str | None = None
+    for k, (tid, ex) in enumerate(trades):
+        if ex == exchange and tid in recent:
+            refused_ref.append(k)
+            continue
+        if ex != exchange:
+            recent, exchange = [], ex
+        recent = [*recent, tid][-RECENT_TRADE_IDS:]
+    ticks = [Tick("AAAUSDT", 100.0, 1.0, T0 + 1000 * k, exchange=ex, trade_id=tid)
+             for k, (tid, ex) in enumerate(trades)]
+    pipeline, snaps = Pipeline(), {}
+    refused: list[int] = []
+    bounds = sorted({0, len(ticks), *(c % (len(ticks) + 1) for c in cuts)})
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        res = pipeline.process(snaps, ticks[lo:hi])
+        refused += [lo + i for i, reason, _ in res.rejected if reason == "duplicate"]
+        # A restart between batches: the state as JSON, the bound derived again from the list.
+        snaps = {s: SymbolSnapshot.from_state(json.loads(json.dumps(v.to_state())), pipeline.config)
+                 for s, v in snaps.items()}
+    assert refused == refused_ref
+    assert snaps["AAAUSDT"].trade_ids == recent
 
 
 # ---------------------------------------------------------------------------
