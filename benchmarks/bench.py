@@ -187,6 +187,15 @@ class LatencyPlan:
         return len(self.probe) + len(self.paced)
 
 
+def unused_stem(directory: Path, stem: str) -> str:
+    """``stem``, or ``stem-run2``, ``-run3``... if a result file of that name is already there: a second run
+    of the same commit on the same day must not overwrite the first (both are evidence)."""
+    n, name = 1, stem
+    while (directory / f"{name}.json").exists():
+        n += 1
+        name = f"{stem}-run{n}"
+    return name
+
 def _versions() -> dict[str, str]:
     out = {}
     for dist in ("faust-streaming", "aiokafka", "scikit-learn", "numpy", "orjson", "rocksdict", "psutil",
@@ -632,6 +641,7 @@ class Bench:
             core = result["machine"]["core"]
             stem = (f"{datetime.now().strftime('%Y-%m-%d')}-{result['git_sha']}{'-quick' if o.quick else ''}"
                     f"{'' if core == 'compiled' else '-' + core}")
+            stem = unused_stem(o.results_dir, stem)
             shutil.copyfile(path, o.results_dir / f"{stem}.json")
             if chart.exists() and not o.quick:
                 shutil.copyfile(chart, o.results_dir / f"{stem}.png")

@@ -1,9 +1,13 @@
-"""The benchmark's throughput arithmetic (``benchmarks.measure``), on hand-made changelogs."""
+"""The benchmark's throughput arithmetic (``benchmarks.measure``), on hand-made changelogs, and where it
+records its results."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from benchmarks.bench import unused_stem
 from benchmarks.measure import throughput_from_changelog
 
 
@@ -27,3 +31,11 @@ def test_the_whole_first_micro_batch_is_left_out_of_the_timed_span() -> None:
 def test_one_burst_leaves_nothing_to_time() -> None:
     thr = throughput_from_changelog({"A": [(50, 1_000)], "B": [(70, 1_003)]})
     assert thr["ticks_in_span"] == 0 and thr["span_s"] == 0.0
+
+
+def test_a_second_run_of_a_commit_does_not_overwrite_the_first(tmp_path: Path) -> None:
+    assert unused_stem(tmp_path, "2026-12-06-abc1234") == "2026-12-06-abc1234"
+    (tmp_path / "2026-12-06-abc1234.json").write_text("{}")
+    assert unused_stem(tmp_path, "2026-12-06-abc1234") == "2026-12-06-abc1234-run2"
+    (tmp_path / "2026-12-06-abc1234-run2.json").write_text("{}")
+    assert unused_stem(tmp_path, "2026-12-06-abc1234") == "2026-12-06-abc1234-run3"
