@@ -132,7 +132,7 @@ def label_rows(
     return y, train
 
 
-#: Rows per numpy block while a data set is built (~2.6 MB at 40 inputs).
+#: Rows per numpy block while a data set is built (~1 MB at the 15 model inputs).
 _BLOCK_ROWS = 8192
 
 
@@ -149,7 +149,7 @@ def build_dataset(
     index = _WindowIndex(windows)
     snaps: dict[str, SymbolSnapshot] = {}
     # Rows go into numpy blocks and the per-row numbers into typed arrays as they come: a list of
-    # Python float lists costs ~1 KB a row, and 48 quiet symbol-days (~10 M rows) ran out of 24 GB.
+    # Python float lists cost ~0.8 KB a row, and 72 quiet symbol-days (~15 M rows) ran out of 24 GB.
     blocks: list[np.ndarray] = []
     rows: list[list[float]] = []
     stat_scores = array("d")
