@@ -8,13 +8,13 @@ fetch waits ~750 ms; Kafka answers as soon as ``fetch_min_bytes`` (1) are availa
 runs are therefore made twice: as shipped, and with this shim capping the wait so that the figure
 shows the consumer's own latency rather than the broker's.
 
-``python -m benchmarks.fetchwait MS worker`` runs ``app.cli worker`` with the cap installed; the
-product code is not changed.
+The reference contenders (``benchmarks.contenders --fetch-wait-ms``) install it; the worker is given
+its own setting instead (``CRYPTOTRACE_CONSUMER_FETCH_MAX_WAIT_MS``), which its transport applies after
+building the consumer, so this shim could not cap it.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 
@@ -34,19 +34,3 @@ def install(max_wait_ms: int) -> None:
             super().__init__(*topics, **kwargs)
 
     aiokafka.AIOKafkaConsumer = CappedFetchWaitConsumer  # type: ignore[misc]
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2 or args[1] != "worker":
-        sys.stderr.write("usage: python -m benchmarks.fetchwait MS worker\n")
-        return 2
-    install(int(args[0]))
-    from app.cli import main as cli_main
-
-    sys.argv = [sys.argv[0], "worker"]
-    return cli_main(["worker"])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -315,6 +315,10 @@ class WorkerProc(Proc):
             "CRYPTOTRACE_SESSION_TIMEOUT_S": "4",
             "CRYPTOTRACE_HEARTBEAT_INTERVAL_S": "1",
             **({"CRYPTOTRACE_EVENT_LOOP": event_loop} if event_loop else {}),
+            # The worker's own setting, not benchmarks.fetchwait: its transport sets the consumer's wait
+            # from the settings after the consumer is built, which undid the shim's cap (until
+            # 2026-12-06 the worker's "short fetch wait" runs waited the default 100 ms).
+            **({"CRYPTOTRACE_CONSUMER_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)} if fetch_wait_ms else {}),
         })
 
     @property
@@ -322,11 +326,7 @@ class WorkerProc(Proc):
         return f"{self.app_id}-symbol-state-changelog"
 
     def start(self) -> WorkerProc:
-        if self.fetch_wait_ms:
-            cmd = [sys.executable, "-m", "benchmarks.fetchwait", str(self.fetch_wait_ms), "worker"]
-        else:
-            cmd = [sys.executable, "-m", "app.cli", "worker"]
-        self._spawn(cmd, self.env)
+        self._spawn([sys.executable, "-m", "app.cli", "worker"], self.env)
         return self
 
     def get(self, path: str, timeout: float = 5.0) -> Any:

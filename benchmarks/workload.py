@@ -8,7 +8,8 @@ the worker accepts as well.
 Paced producing (the latency runs) gives every tick a *scheduled* send time ``t0 + i / rate``; the
 tick's ``timestamp`` field and its Kafka record timestamp are that scheduled time (ms). Latency is
 measured from it, so a producer that falls behind its schedule adds to the measured latency instead
-of hiding it (no coordinated omission); the report also gives the producer's own lag.
+of hiding it (no coordinated omission); the report also gives the producer's own lag. The paced
+producer lingers as the collector's does (``KAFKA_LINGER_MS``), and the linger counts in the latency.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from app.collector.producer import KAFKA_LINGER_MS
 from models.synthetic import default_profiles, generate
 
 Tick = dict[str, Any]
@@ -123,7 +125,9 @@ class PacedResult:
 
 async def _produce_paced(bootstrap: str, topic: str, ticks: Sequence[Tick], rate: float, batched: bool,
                          flush_ms: float, max_per_record: int) -> PacedResult:
-    producer = _producer(bootstrap, linger_ms=0)
+    # The collector's producer settings: with linger 0 the paced sends alone saturated the embedded
+    # broker, and every contender's latency measured the broker's queue.
+    producer = _producer(bootstrap, linger_ms=KAFKA_LINGER_MS)
     await producer.start()
     try:
         t0 = int(time.time() * 1000) + 200

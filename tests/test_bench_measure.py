@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from app.settings import Settings
 from benchmarks.bench import unused_stem
-from benchmarks.measure import throughput_from_changelog
+from benchmarks.measure import WorkerProc, throughput_from_changelog
 
 
 def test_the_whole_first_micro_batch_is_left_out_of_the_timed_span() -> None:
@@ -39,3 +40,23 @@ def test_a_second_run_of_a_commit_does_not_overwrite_the_first(tmp_path: Path) -
     assert unused_stem(tmp_path, "2026-12-06-abc1234") == "2026-12-06-abc1234-run2"
     (tmp_path / "2026-12-06-abc1234-run2.json").write_text("{}")
     assert unused_stem(tmp_path, "2026-12-06-abc1234") == "2026-12-06-abc1234-run3"
+
+
+def _settings_of(worker: WorkerProc) -> Settings:
+    """The settings the worker process would read from its environment."""
+    env = {k: v for k, v in worker.env.items() if k.startswith("CRYPTOTRACE_")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        return Settings()
+
+
+def test_short_fetch_wait_worker_is_configured_through_its_own_setting(tmp_path: Path) -> None:
+    # A shim that capped aiokafka's constructor argument was undone by the worker's transport, which
+    # sets the wait from the settings afterwards: the worker's "short fetch wait" runs waited 100 ms.
+    kw = {"broker_url": "kafka://127.0.0.1:9", "app_id": "b", "ticks_topic": "t", "partitions": 2,
+          "model_dir": tmp_path, "port": 1}
+    short = WorkerProc("w", tmp_path, fetch_wait_ms=10, **kw)
+    default = WorkerProc("w", tmp_path, **kw)
+    assert _settings_of(short).consumer_fetch_max_wait_ms == 10
+    assert _settings_of(default).consumer_fetch_max_wait_ms == Settings().consumer_fetch_max_wait_ms

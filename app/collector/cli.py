@@ -25,7 +25,7 @@ from app.collector.connection import Backoff
 from app.collector.exchanges import EXCHANGES
 from app.collector.memory import SnapshotDumper, rss_bytes
 from app.collector.metrics import CollectorMetrics
-from app.collector.producer import TickBatcher
+from app.collector.producer import KAFKA_LINGER_MS, TickBatcher
 from app.collector.service import Collector, CollectorConfig
 from app.feed import bootstrap_of
 from app.kafka_security import KafkaSecurity
@@ -99,7 +99,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _collect(settings: Settings, args: argparse.Namespace, config: CollectorConfig, url: str) -> dict[str, Any]:
     metrics = CollectorMetrics.create()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(url), linger_ms=5, acks=1,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(url), linger_ms=KAFKA_LINGER_MS, acks=1,
                                 max_batch_size=256 * 1024, **KafkaSecurity.from_settings(settings).client_kwargs())
     try:
         await producer.start()
