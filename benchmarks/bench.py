@@ -20,8 +20,9 @@ with its own consumer group / app id, in its own process, one contender at a tim
     ticks of the topic (its ``ticks`` field says how many).
 ``pipeline`` / ``pipeline_batched``
     the real worker, ``python -m app.cli worker``, configured only through ``CRYPTOTRACE_*``
-    variables as an operator does (product defaults for batch size and everything else; short
-    consumer-group timeouts, which only shorten the start-up), with the newest model from
+    variables as an operator does (product defaults for batch size and everything else, unless
+    ``--worker-settings`` names some; short consumer-group timeouts, which only shorten the
+    start-up), with the newest model from
     ``--model-dir`` when there is one, else the statistical layer alone.
 ``pipeline_stat_only``
     the same worker without a model (full runs, when a model exists).
@@ -112,6 +113,7 @@ from typing import Any
 import numpy as np
 
 from app.broker import EmbeddedBroker, free_port
+from app.settings import Settings
 from app.topics import ensure_topics
 from benchmarks import measure, workload
 from benchmarks.measure import OwnProc, Proc, Sampler, SystemSampler, WorkerProc, percentiles
@@ -152,6 +154,9 @@ class BenchOptions:
     seed: int = 1
     contenders: tuple[str, ...] = CONTENDERS
     event_loop: str | None = None  # None: each contender's default (the worker's setting; asyncio for bare Faust)
+    # Settings of every worker contender, as NAME=VALUE (a Settings field, e.g. batch_within_s=0.02):
+    # what an operator would set through CRYPTOTRACE_* variables.
+    worker_settings: tuple[str, ...] = ()
     command: str = ""
 
     @classmethod
@@ -171,7 +176,24 @@ class BenchOptions:
         unknown = set(opts.contenders) - set(CONTENDERS)
         if unknown:
             raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+        worker_env(opts.worker_settings)  # refuses an unknown name now, not after minutes of other contenders
         return opts
+
+
+def worker_env(settings: Sequence[str]) -> dict[str, str]:
+    """``NAME=VALUE`` settings as the worker's ``CRYPTOTRACE_*`` variables.
+
+    >>> worker_env(["batch_within_s=0.02"])
+    {'CRYPTOTRACE_BATCH_WITHIN_S': '0.02'}
+    """
+    env: dict[str, str] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in Settings.model_fields:
+            raise ValueError(f"worker setting {item!r}: expected NAME=VALUE with NAME a setting (see the README)")
+        env[f"CRYPTOTRACE_{name.upper()}"] = value
+    return env
 
 
 @dataclass
@@ -440,7 +462,7 @@ class Bench:
         return WorkerProc(label, self.out / "runs" / label, broker_url=self.broker.url,
                           app_id=f"{self.run_id}-{label}", ticks_topic=topic, partitions=self.opts.partitions,
                           model_dir=model_dir, port=free_port(), fetch_wait_ms=fetch_wait_ms,
-                          event_loop=self.opts.event_loop)
+                          event_loop=self.opts.event_loop, extra_env=worker_env(self.opts.worker_settings))
 
     def run_worker_throughput(self, label: str, topic: str, ticks: Sequence[workload.Tick], records: int,
                               model_dir: Path) -> dict[str, Any]:
@@ -752,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default=None,
                    help="every Faust contender on this loop (default: the worker's setting; asyncio for bare Faust)")
+    p.add_argument("--worker-settings", type=lambda s: tuple(x for x in s.split(",") if x), default=None,
+                   help="comma-separated NAME=VALUE settings of every worker contender (e.g. batch_within_s=0.02)")
     return p
 
 
@@ -772,7 +796,7 @@ def command_line(args: argparse.Namespace, prog: str) -> str:
 def options_from_args(args: argparse.Namespace, command: str) -> BenchOptions:
     keys = ("ticks", "symbols", "partitions", "rate", "latency_s", "warmup_s", "probe", "naive_ticks", "batch_max",
             "batch_flush_ms", "short_fetch_wait_ms", "sweep", "sweep_ticks", "model_dir", "contenders", "results_dir",
-            "seed", "event_loop")
+            "seed", "event_loop", "worker_settings")
     given = {k: getattr(args, k, None) for k in keys}
     opts = BenchOptions.resolve(args.out, quick=bool(args.quick), command=command, **given)
     if getattr(args, "no_record", False):

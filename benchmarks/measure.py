@@ -295,7 +295,8 @@ class WorkerProc(Proc):
     """The real worker, ``python -m app.cli worker``, as an operator runs it (env configuration)."""
 
     def __init__(self, name: str, workdir: Path, *, broker_url: str, app_id: str, ticks_topic: str, partitions: int,
-                 model_dir: Path, port: int, fetch_wait_ms: int | None = None, event_loop: str | None = None) -> None:
+                 model_dir: Path, port: int, fetch_wait_ms: int | None = None, event_loop: str | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
         super().__init__(name, workdir)
         self.fetch_wait_ms = fetch_wait_ms
         self.app_id = app_id
@@ -318,6 +319,7 @@ class WorkerProc(Proc):
             # The worker's own setting, not benchmarks.fetchwait: its transport sets the consumer's wait
             # from the settings after the consumer is built, which undid the shim's cap (until
             # 2026-12-06 the worker's "short fetch wait" runs waited the default 100 ms).
+            **(extra_env or {}),
             **({"CRYPTOTRACE_CONSUMER_FETCH_MAX_WAIT_MS": str(fetch_wait_ms)} if fetch_wait_ms else {}),
         })
 

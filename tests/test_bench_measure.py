@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from benchmarks.bench import unused_stem
+from benchmarks.bench import BenchOptions, unused_stem, worker_env
 from benchmarks.measure import WorkerProc, throughput_from_changelog
 
 
@@ -60,3 +60,15 @@ def test_short_fetch_wait_worker_is_configured_through_its_own_setting(tmp_path:
     default = WorkerProc("w", tmp_path, **kw)
     assert _settings_of(short).consumer_fetch_max_wait_ms == 10
     assert _settings_of(default).consumer_fetch_max_wait_ms == Settings().consumer_fetch_max_wait_ms
+
+
+def test_worker_settings_reach_the_worker_and_unknown_names_are_refused(tmp_path: Path) -> None:
+    env = worker_env(["batch_within_s=0.02", "CONSUMER_FETCH_MAX_WAIT_MS=10"])
+    worker = WorkerProc("w", tmp_path, broker_url="kafka://127.0.0.1:9", app_id="b", ticks_topic="t",
+                        partitions=2, model_dir=tmp_path, port=1, extra_env=env)
+    settings = _settings_of(worker)
+    assert settings.batch_within_s == 0.02 and settings.consumer_fetch_max_wait_ms == 10
+    with pytest.raises(ValueError, match="batch_witin_s"):
+        BenchOptions.resolve(tmp_path, worker_settings=("batch_witin_s=0.02",))
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        worker_env(["batch_within_s"])
