@@ -36,6 +36,9 @@ Figures, per contender
     first snapshot written to the last, excluding the ticks of that first batch (withheld, with a
     ``throughput_note``, when that batch holds half the ticks or more: too few batches to time).
     Resolution 1 ms on spans of seconds; ``span_s`` says how long the timed span was.
+    With ``--rounds N`` every contender but ``naive`` and the statistical-only worker is timed N times,
+    the contenders alternating (a fresh process and consumer group each time): ``ticks_per_s`` is the
+    median, ``rounds`` lists each round and the ratios are medians of same-round ratios.
 ``peak_rss_mb``
     the largest RSS of the contender process (and children) sampled with psutil every 50 ms from
     its start until its last throughput tick.
@@ -100,6 +103,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import sys
 import time
 from collections import Counter
@@ -157,6 +161,7 @@ class BenchOptions:
     # Settings of every worker contender, as NAME=VALUE (a Settings field, e.g. batch_within_s=0.02):
     # what an operator would set through CRYPTOTRACE_* variables.
     worker_settings: tuple[str, ...] = ()
+    rounds: int = 1
     command: str = ""
 
     @classmethod
@@ -171,8 +176,8 @@ class BenchOptions:
         # Absolute: the contenders run with their own run directory as working directory, and the paths
         # handed to them (status files, logs) must still point here.
         opts = cls(out=out.resolve(), quick=quick, **base)
-        if opts.ticks < 1 or opts.symbols < 1 or opts.rate <= 0 or opts.latency_s <= 0:
-            raise ValueError("ticks, symbols, rate and latency seconds must be positive")
+        if opts.ticks < 1 or opts.symbols < 1 or opts.rate <= 0 or opts.latency_s <= 0 or opts.rounds < 1:
+            raise ValueError("ticks, symbols, rate, latency seconds and rounds must be positive")
         unknown = set(opts.contenders) - set(CONTENDERS)
         if unknown:
             raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
@@ -377,14 +382,16 @@ class Bench:
         return f"saturated: {capacity}"
 
     # ------------------------------------------------------------------ own contenders
-    def run_own(self, kind: str, thr_topic: str, n_ticks: int) -> dict[str, Any]:
+    def run_own(self, kind: str, thr_topic: str, n_ticks: int, round_no: int = 1) -> dict[str, Any]:
+        """Throughput, then (first round only) latency, of one reference contender."""
         o = self.opts
         expect = min(n_ticks, o.naive_ticks) if kind == "naive" else n_ticks
         plan = self._latency_plan()
-        lat_topic = self._topic(f"{kind}-lat")
-        proc = OwnProc(kind, self.out / "runs" / kind, bootstrap=self.bootstrap, thr_topic=thr_topic,
-                       lat_topic=lat_topic, group=f"{self.run_id}-{kind}", partitions=o.partitions,
-                       thr_expect=expect, lat_expect=plan.total, event_loop=o.event_loop)
+        label = kind if round_no == 1 else f"{kind}-r{round_no}"
+        lat_topic = self._topic(f"{label}-lat")
+        proc = OwnProc(label, self.out / "runs" / label, kind=kind, bootstrap=self.bootstrap, thr_topic=thr_topic,
+                       lat_topic=lat_topic, group=f"{self.run_id}-{label}", partitions=o.partitions,
+                       thr_expect=expect, lat_expect=plan.total if round_no == 1 else 0, event_loop=o.event_loop)
         logger.info("%s: consuming %d pre-produced ticks", kind, expect)
         proc.start()
         try:
@@ -403,12 +410,14 @@ class Bench:
                 res.update(self._window_cpu(proc, first, last, got - 1))
             logger.info("%s: %s ticks/s, peak RSS %s MB, %s CPU s per million", kind, res.get("ticks_per_s"),
                         res.get("peak_rss_mb"), res.get("cpu_s_per_million"))
-            reason = self._skip_latency(res)
+            reason = self._skip_latency(res) if round_no == 1 else "a later round times throughput only"
             if not reason:
                 res[LATENCY_KEY] = self._own_latency(proc, lat_topic, plan)
             res["rebalances"] = max(0, proc.rebalances() - 1) if kind != "raw_aiokafka" else 0
         finally:
             proc.stop()
+        if round_no > 1:
+            return res
         if reason:
             self._mark_skipped(kind, res, reason)
         elif o.short_fetch_wait_ms:
@@ -587,6 +596,9 @@ class Bench:
                 elif name == "pipeline_stat_only" and self.has_model:
                     contenders[name] = self.run_pipeline(name, thr_topic, ticks, len(single), self.empty_model_dir,
                                                          False)
+            for round_no in range(2, o.rounds + 1):
+                self.run_round(round_no, contenders, thr_topic, batched_topic, ticks, len(single), len(batched),
+                               pipeline_models)
             del single, batched
             for n_symbols in o.sweep:
                 sweep.append(self.run_sweep_point(n_symbols, pipeline_models))
@@ -596,6 +608,27 @@ class Bench:
         self.load = {"loadavg_start": [round(x, 2) for x in load_start],
                      "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
         return self.report(contenders, sweep, time.monotonic() - t_start)
+
+    def run_round(self, round_no: int, contenders: dict[str, dict[str, Any]], thr_topic: str, batched_topic: str,
+                  ticks: Sequence[workload.Tick], n_single: int, n_batched: int, model_dir: Path) -> None:
+        """Time the throughput of the contenders again, in the same order, and keep every round's figure.
+
+        The machine's speed drifts within minutes on a shared VM (the same code read 65k-102k ticks/s in
+        three full runs); contenders timed one after the other in each round make their per-round ratios
+        comparable, and the median over rounds damps a slow moment. ``naive`` (minutes a run) and the
+        statistical-only worker are timed in the first round only.
+        """
+        logger.info("round %d of %d: throughput only", round_no, self.opts.rounds)
+        for name in self.opts.contenders:
+            if name not in contenders or name in ("naive", "pipeline_stat_only"):
+                continue
+            if name in ("raw_aiokafka", "bare_faust"):
+                res = self.run_own(name, thr_topic, len(ticks), round_no)
+            elif name == "pipeline":
+                res = self.run_worker_throughput(f"{name}-r{round_no}", thr_topic, ticks, n_single, model_dir)
+            else:
+                res = self.run_worker_throughput(f"{name}-r{round_no}", batched_topic, ticks, n_batched, model_dir)
+            contenders[name].setdefault("rounds", [_round_figures(contenders[name])]).append(_round_figures(res))
 
     def run_sweep_point(self, n_symbols: int, model_dir: Path) -> dict[str, Any]:
         o = self.opts
@@ -615,7 +648,12 @@ class Bench:
                elapsed: float) -> dict[str, Any]:
         o = self.opts
 
+        by_round = apply_rounds(contenders)
+
         def ratio(a: str, b: str) -> float | None:
+            if a in by_round and b in by_round:  # both timed in every round: the median of same-round ratios
+                pairs = [x / y for x, y in zip(by_round[a], by_round[b], strict=True) if x and y]
+                return round(statistics.median(pairs), 3) if pairs else None
             x, y = contenders.get(a, {}).get("ticks_per_s"), contenders.get(b, {}).get("ticks_per_s")
             return round(x / y, 3) if x and y else None
 
@@ -639,7 +677,10 @@ class Bench:
                 "cpu_s_per_million": "psutil user+system CPU between first and last processed tick, per 1e6 ticks",
                 "latency": "scheduled send time (= tick and record timestamp) to processed; worker: CreateTime of "
                            "the first changelog snapshot covering the tick; exact percentiles, 1 ms resolution",
-                "ratios": "ticks_per_s of pipeline / ticks_per_s of the other contender",
+                "ratios": "ticks_per_s of pipeline / ticks_per_s of the other contender; with --rounds, the median "
+                          "of the ratios of each round where both were timed",
+                "rounds": "with --rounds N: ticks_per_s is the median of the N rounds' rates (rounds lists each); "
+                          "every other figure is the first round's",
             },
             "contenders": contenders,
             "ratios": {
@@ -670,6 +711,33 @@ class Bench:
             logger.info("results copied to %s", o.results_dir / f"{stem}.json")
         logger.info("wrote %s and %s in %.0f s", path, chart, elapsed)
         return result
+
+
+def _round_figures(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: res.get(k) for k in ("ticks_per_s", "cpu_s_per_million", "foreign_cpu_cores")}
+
+
+def apply_rounds(contenders: dict[str, dict[str, Any]]) -> dict[str, list[float | None]]:
+    """Set ``ticks_per_s`` of every contender timed in several rounds to the median of its rounds.
+
+    Returns each such contender's per-round rates, in round order.
+
+    >>> c = {"a": {"ticks_per_s": 9.0, "rounds": [{"ticks_per_s": 9.0}, {"ticks_per_s": 5.0},
+    ...                                          {"ticks_per_s": 7.0}]}, "b": {"ticks_per_s": 3.0}}
+    >>> apply_rounds(c), c["a"]["ticks_per_s"], c["a"]["ticks_per_s_first_round"]
+    ({'a': [9.0, 5.0, 7.0]}, 7.0, 9.0)
+    """
+    out: dict[str, list[float | None]] = {}
+    for name, res in contenders.items():
+        rounds = res.get("rounds")
+        if not rounds:
+            continue
+        rates = [r.get("ticks_per_s") for r in rounds]
+        out[name] = rates
+        timed = [x for x in rates if x]
+        res["ticks_per_s_first_round"] = res.get("ticks_per_s")
+        res["ticks_per_s"] = _r(statistics.median(timed)) if timed else None
+    return out
 
 
 def _finite(obj: Any) -> Any:
@@ -774,6 +842,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default=None,
                    help="every Faust contender on this loop (default: the worker's setting; asyncio for bare Faust)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="time each contender's throughput this many times, alternating (1; see run_round)")
     p.add_argument("--worker-settings", type=lambda s: tuple(x for x in s.split(",") if x), default=None,
                    help="comma-separated NAME=VALUE settings of every worker contender (e.g. batch_within_s=0.02)")
     return p
@@ -796,7 +866,7 @@ def command_line(args: argparse.Namespace, prog: str) -> str:
 def options_from_args(args: argparse.Namespace, command: str) -> BenchOptions:
     keys = ("ticks", "symbols", "partitions", "rate", "latency_s", "warmup_s", "probe", "naive_ticks", "batch_max",
             "batch_flush_ms", "short_fetch_wait_ms", "sweep", "sweep_ticks", "model_dir", "contenders", "results_dir",
-            "seed", "event_loop", "worker_settings")
+            "seed", "event_loop", "worker_settings", "rounds")
     given = {k: getattr(args, k, None) for k in keys}
     opts = BenchOptions.resolve(args.out, quick=bool(args.quick), command=command, **given)
     if getattr(args, "no_record", False):
