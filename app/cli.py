@@ -389,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--symbols", type=int, default=None, help="symbols (100)")
     be.add_argument("--quick", action="store_true", help="smaller run (< 3 min)")
     be.add_argument("--model-dir", type=Path, default=None, help="model artifacts (artifacts/models)")
+    be.add_argument("--rounds", type=int, default=None,
+                    help="time each contender's throughput this many times, alternating; medians reported (1)")
     be.add_argument("--no-record", action="store_true", help="do not copy bench.json to benchmarks/results/")
     be.set_defaults(func=cmd_bench)
     return p
