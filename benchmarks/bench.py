@@ -72,6 +72,9 @@ Figures, per contender
     The worker's ``cryptotrace_end_to_end_ms`` histogram is not used: it is observed at the start
     of a batch (excluding processing) and, with faust-streaming, ``msg.timestamp`` is in seconds
     while the histogram subtracts it from milliseconds (every observation lands in +Inf).
+    With ``--latency-broker fresh`` each latency run gets a new embedded broker (the default,
+    ``shared``, runs them on the broker that holds the throughput topics, which has slowed as it
+    filled: see :mod:`benchmarks.broker_drift`); ``config.latency_broker`` says which.
 ``latency_ms_at_5k_short_fetch_wait``
     the same run with every consumer's ``fetch_max_wait_ms`` capped at ``--short-fetch-wait-ms``
     (10 ms; :mod:`benchmarks.fetchwait`). The embedded broker (Tansu 0.6) sleeps after each fetch
@@ -96,6 +99,7 @@ Speed figures depend on the machine; compare runs of one machine only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -107,7 +111,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -162,6 +166,8 @@ class BenchOptions:
     # what an operator would set through CRYPTOTRACE_* variables.
     worker_settings: tuple[str, ...] = ()
     rounds: int = 1
+    # "shared": latency runs on the broker holding the throughput topics; "fresh": each on a new one.
+    latency_broker: str = "shared"
     command: str = ""
 
     @classmethod
@@ -182,6 +188,8 @@ class BenchOptions:
         if unknown:
             raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
         worker_env(opts.worker_settings)  # refuses an unknown name now, not after minutes of other contenders
+        if opts.latency_broker not in ("shared", "fresh"):
+            raise ValueError(f"latency broker {opts.latency_broker!r}: choose shared or fresh")
         return opts
 
 
@@ -391,7 +399,8 @@ class Bench:
         lat_topic = self._topic(f"{label}-lat")
         proc = OwnProc(label, self.out / "runs" / label, kind=kind, bootstrap=self.bootstrap, thr_topic=thr_topic,
                        lat_topic=lat_topic, group=f"{self.run_id}-{label}", partitions=o.partitions,
-                       thr_expect=expect, lat_expect=plan.total if round_no == 1 else 0, event_loop=o.event_loop)
+                       thr_expect=expect, lat_expect=plan.total if round_no == 1 and not self._fresh else 0,
+                       event_loop=o.event_loop)
         logger.info("%s: consuming %d pre-produced ticks", kind, expect)
         proc.start()
         try:
@@ -411,7 +420,7 @@ class Bench:
             logger.info("%s: %s ticks/s, peak RSS %s MB, %s CPU s per million", kind, res.get("ticks_per_s"),
                         res.get("peak_rss_mb"), res.get("cpu_s_per_million"))
             reason = self._skip_latency(res) if round_no == 1 else "a later round times throughput only"
-            if not reason:
+            if not reason and not self._fresh:
                 res[LATENCY_KEY] = self._own_latency(proc, lat_topic, plan)
             res["rebalances"] = max(0, proc.rebalances() - 1) if kind != "raw_aiokafka" else 0
         finally:
@@ -420,19 +429,52 @@ class Bench:
             return res
         if reason:
             self._mark_skipped(kind, res, reason)
-        elif o.short_fetch_wait_ms:
-            label = f"{kind}-short-fetch"
-            topic = self._topic(f"{label}-lat")
-            fast = OwnProc(label, self.out / "runs" / label, kind=kind, bootstrap=self.bootstrap, thr_topic="",
-                           lat_topic=topic, group=f"{self.run_id}-{label}", partitions=o.partitions,
-                           thr_expect=0, lat_expect=plan.total, fetch_wait_ms=o.short_fetch_wait_ms,
-                           event_loop=o.event_loop)
-            fast.start()
-            try:
-                res[SHORT_FETCH_KEY] = self._own_latency(fast, topic, plan)
-            finally:
-                fast.stop()
+            return res
+        if self._fresh:
+            res[LATENCY_KEY] = self._own_latency_run(kind, f"{kind}-latency", plan, None)
+        if o.short_fetch_wait_ms:
+            res[SHORT_FETCH_KEY] = self._own_latency_run(kind, f"{kind}-short-fetch", plan, o.short_fetch_wait_ms)
         return res
+
+    @property
+    def _fresh(self) -> bool:
+        return self.opts.latency_broker == "fresh"
+
+    @contextlib.contextmanager
+    def _latency_broker(self) -> Iterator[None]:
+        """With ``--latency-broker fresh``, point the bench at a new embedded broker for the block.
+
+        The embedded broker slows as it fills (``benchmarks/broker_drift.py``); by the latency runs it
+        holds the throughput topics. Kafka's cost does not grow with what it holds, so a fresh broker
+        is the closer stand-in; ``shared`` (the default) keeps the figures comparable with earlier runs.
+        """
+        if not self._fresh:
+            yield
+            return
+        shared, shared_sampler = self.broker, self.broker_sampler
+        with EmbeddedBroker(port=0, log_path=self.out / "tansu-latency.log") as fresh:
+            assert fresh.pid is not None
+            self.broker, self.broker_sampler = fresh, Sampler(fresh.pid, interval=0.1)
+            self.broker_sampler.start()
+            try:
+                yield
+            finally:
+                self.broker_sampler.stop()
+                self.broker, self.broker_sampler = shared, shared_sampler
+
+    def _own_latency_run(self, kind: str, label: str, plan: LatencyPlan, fetch_wait_ms: int | None) -> dict[str, Any]:
+        """A latency run of a reference contender in its own process (no throughput part)."""
+        o = self.opts
+        with self._latency_broker():
+            topic = self._topic(f"{label}-lat")
+            proc = OwnProc(label, self.out / "runs" / label, kind=kind, bootstrap=self.bootstrap, thr_topic="",
+                           lat_topic=topic, group=f"{self.run_id}-{label}", partitions=o.partitions,
+                           thr_expect=0, lat_expect=plan.total, fetch_wait_ms=fetch_wait_ms, event_loop=o.event_loop)
+            proc.start()
+            try:
+                return self._own_latency(proc, topic, plan)
+            finally:
+                proc.stop()
 
     def _mark_skipped(self, name: str, res: dict[str, Any], reason: str) -> None:
         res[LATENCY_KEY] = None
@@ -514,9 +556,14 @@ class Bench:
 
     def run_worker_latency(self, label: str, model_dir: Path, batched: bool,
                            fetch_wait_ms: int | None = None) -> dict[str, Any]:
-        o = self.opts
         plan = self._latency_plan()
         label = f"{label}-latency" + ("-short-fetch" if fetch_wait_ms else "")
+        with self._latency_broker():
+            return self._worker_latency(label, model_dir, batched, plan, fetch_wait_ms)
+
+    def _worker_latency(self, label: str, model_dir: Path, batched: bool, plan: LatencyPlan,
+                        fetch_wait_ms: int | None) -> dict[str, Any]:
+        o = self.opts
         topic = self._topic(label)
         w = self._worker(label, topic, model_dir, fetch_wait_ms)
         w.start()
@@ -842,6 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--event-loop", choices=("asyncio", "uvloop"), default=None,
                    help="every Faust contender on this loop (default: the worker's setting; asyncio for bare Faust)")
+    p.add_argument("--latency-broker", choices=("shared", "fresh"), default=None,
+                   help="latency runs on the throughput broker (shared, the default) or each on a new one (fresh)")
     p.add_argument("--rounds", type=int, default=None,
                    help="time each contender's throughput this many times, alternating (1; see run_round)")
     p.add_argument("--worker-settings", type=lambda s: tuple(x for x in s.split(",") if x), default=None,
@@ -866,7 +915,7 @@ def command_line(args: argparse.Namespace, prog: str) -> str:
 def options_from_args(args: argparse.Namespace, command: str) -> BenchOptions:
     keys = ("ticks", "symbols", "partitions", "rate", "latency_s", "warmup_s", "probe", "naive_ticks", "batch_max",
             "batch_flush_ms", "short_fetch_wait_ms", "sweep", "sweep_ticks", "model_dir", "contenders", "results_dir",
-            "seed", "event_loop", "worker_settings", "rounds")
+            "seed", "event_loop", "worker_settings", "rounds", "latency_broker")
     given = {k: getattr(args, k, None) for k in keys}
     opts = BenchOptions.resolve(args.out, quick=bool(args.quick), command=command, **given)
     if getattr(args, "no_record", False):

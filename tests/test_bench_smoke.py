@@ -68,3 +68,24 @@ def test_bench_tiny_run_reports_every_contender(tmp_path: Path, monkeypatch: pyt
     assert (out / "bench.png").stat().st_size > 0
     copies = list(results.glob("*-quick.json"))
     assert len(copies) == 1 and json.loads(copies[0].read_text()) == report
+
+
+@pytest.mark.timeout(240)
+def test_bench_rounds_and_fresh_latency_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main([
+        "--out", "out", "--quick", "--ticks", str(TICKS), "--symbols", "10", "--sweep", "10",
+        "--latency-seconds", "1", "--warmup-seconds", "0.2", "--short-fetch-wait-ms", "0", "--no-record",
+        "--contenders", "raw_aiokafka,pipeline", "--rounds", "2", "--latency-broker", "fresh",
+        "--worker-settings", "batch_within_s=0.02", "--model-dir", str(ROOT / "artifacts" / "models"),
+    ])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert report["config"]["latency_broker"] == "fresh" and report["config"]["rounds"] == 2
+    for name in ("raw_aiokafka", "pipeline"):
+        c = report["contenders"][name]
+        assert len(c["rounds"]) == 2, name
+        assert c[LATENCY_KEY]["processed_all"] is True, name  # measured on the fresh broker
+    # Each latency run had its own broker: its log is there, and the worker's run directory too.
+    assert (tmp_path / "out" / "tansu-latency.log").exists()
+    assert (tmp_path / "out" / "runs" / "pipeline-r2").is_dir()
