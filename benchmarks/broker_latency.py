@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.broker import EmbeddedBroker
 from app.topics import ensure_topics
+from benchmarks.measure import percentiles
 
 logger = logging.getLogger("cryptotrace.broker_latency")
 PARTITIONS = 8
@@ -90,10 +90,9 @@ def run_config(rate: float, seconds: float, linger_ms: int, fetch_wait_ms: int) 
         cpu1 = proc.cpu_times()
         wall = time.monotonic() - t0
         rss = proc.memory_info().rss / 2**20
-    kept = np.asarray(lat[len(lat) // 10:])
-    figures = {f"p{q}_ms": round(float(np.percentile(kept, q)), 1) for q in (50, 95, 99)} if kept.size else {}
-    return {"linger_ms": linger_ms, "fetch_max_wait_ms": fetch_wait_ms, "records": len(lat), **figures,
-            "max_ms": round(float(kept.max()), 1) if kept.size else None,
+    figures = percentiles(lat[len(lat) // 10:])
+    return {"linger_ms": linger_ms, "fetch_max_wait_ms": fetch_wait_ms, "records": len(lat),
+            **{f"{k}_ms": v for k, v in figures.items() if k != "samples"},
             "broker_cpu_cores": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
             "broker_rss_mb": round(rss, 1)}
 
